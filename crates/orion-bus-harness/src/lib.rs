@@ -1,0 +1,322 @@
+//! Throwaway `redis-server` processes for tests, the demo and benchmarks.
+//!
+//! Owns: finding the `redis-server` binary, picking a free loopback port,
+//! starting the server in a private temp dir, waiting until it answers
+//! `PING`, and killing it on [`Drop`]. Fault tests use [`RedisServer::kill`],
+//! [`RedisServer::stop`] and [`RedisServer::restart`], which keep the same port and
+//! data dir so that an AOF-enabled server comes back with its data.
+//!
+//! Nothing here ever talks to a shared Redis: every server is private to
+//! the process that started it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Environment variable that overrides the `redis-server` binary to run.
+pub const REDIS_SERVER_ENV: &str = "ORION_BUS_REDIS_SERVER";
+
+/// How long a server gets to answer `PING` after it was spawned.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Errors from starting or controlling a throwaway server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HarnessError {
+    /// The binary could not be found or spawned.
+    #[error(
+        "cannot run {binary}: {source}. Install it with `apt-get install -y redis-server` \
+         (or run scripts/install-deps.sh), or set {REDIS_SERVER_ENV} to its path"
+    )]
+    Spawn {
+        /// The binary that was tried.
+        binary: String,
+        /// Why spawning failed.
+        source: std::io::Error,
+    },
+    /// The server started but never answered `PING`.
+    #[error("redis-server on port {port} was not ready after {waited:?}; its log:\n{log}")]
+    NotReady {
+        /// The port it was started on.
+        port: u16,
+        /// How long we waited.
+        waited: Duration,
+        /// The server's log file, for diagnosis.
+        log: String,
+    },
+    /// Local I/O failed (temp dir, free port).
+    #[error("harness I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Options for a throwaway server.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RedisServerOptions {
+    /// Turn on AOF persistence (`appendfsync everysec`, as ORION runs it),
+    /// so that [`RedisServer::restart`] keeps the data.
+    pub appendonly: bool,
+    /// Extra `--flag value` arguments passed to redis-server verbatim.
+    pub extra_args: Vec<String>,
+}
+
+impl RedisServerOptions {
+    /// Turns AOF persistence on or off.
+    #[must_use]
+    pub fn appendonly(mut self, on: bool) -> Self {
+        self.appendonly = on;
+        self
+    }
+
+    /// Adds raw arguments for redis-server.
+    #[must_use]
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+}
+
+/// A private redis-server on a free loopback port, killed on drop.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    options: RedisServerOptions,
+}
+
+/// The `redis-server` binary to run: `$ORION_BUS_REDIS_SERVER` or the one on `PATH`.
+#[must_use]
+pub fn redis_server_binary() -> String {
+    std::env::var(REDIS_SERVER_ENV).unwrap_or_else(|_| "redis-server".to_owned())
+}
+
+/// Returns true when a `redis-server` binary can be spawned.
+#[must_use]
+pub fn redis_server_available() -> bool {
+    Command::new(redis_server_binary())
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl RedisServer {
+    /// Starts a server with default options (no persistence).
+    ///
+    /// # Errors
+    /// See [`HarnessError`].
+    pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with(RedisServerOptions::default())
+    }
+
+    /// Starts a server with the given options. Retries with a new port if
+    /// another process grabbed the free port first.
+    ///
+    /// # Errors
+    /// See [`HarnessError`].
+    pub fn start_with(options: RedisServerOptions) -> Result<Self, HarnessError> {
+        let mut dir = tempfile::Builder::new()
+            .prefix("orion-bus-redis-")
+            .tempdir()?;
+        let mut last_err = None;
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut server = Self {
+                child: None,
+                port,
+                dir,
+                options: options.clone(),
+            };
+            match server.spawn_and_wait() {
+                Ok(()) => return Ok(server),
+                Err(e @ HarnessError::Spawn { .. }) => return Err(e),
+                Err(e) => {
+                    server.kill();
+                    last_err = Some(e);
+                    dir = std::mem::replace(
+                        &mut server.dir,
+                        tempfile::Builder::new()
+                            .prefix("orion-bus-redis-")
+                            .tempdir()?,
+                    );
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| HarnessError::Io(std::io::Error::other("no port"))))
+    }
+
+    fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
+        let binary = redis_server_binary();
+        let mut cmd = Command::new(&binary);
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .args([
+                "--appendonly",
+                if self.options.appendonly { "yes" } else { "no" },
+            ])
+            .args(["--appendfsync", "everysec"])
+            .args(&self.options.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .map_err(|source| HarnessError::Spawn { binary, source })?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<(), HarnessError> {
+        let start = Instant::now();
+        while start.elapsed() < READY_TIMEOUT {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(_status)) = child.try_wait()
+            {
+                break; // exited early (port taken, bad option): report the log.
+            }
+            if ping(self.port) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(HarnessError::NotReady {
+            port: self.port,
+            waited: start.elapsed(),
+            log: self.log(),
+        })
+    }
+
+    /// The port the server listens on (127.0.0.1).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A `redis://` URL for this server.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's private data dir.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// The server's log so far (empty if unreadable).
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// True while the process runs and answers `PING`.
+    #[must_use]
+    pub fn is_up(&self) -> bool {
+        self.child.is_some() && ping(self.port)
+    }
+
+    /// SIGKILLs the server, as a crash would. Data not yet fsynced is lost.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server cleanly with `SHUTDOWN` (AOF is flushed), falling
+    /// back to a kill.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = send_command(self.port, "SHUTDOWN\r\n");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data dir (after
+    /// [`Self::kill`] or [`Self::stop`]).
+    ///
+    /// # Errors
+    /// See [`HarnessError`].
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.stop();
+        self.spawn_and_wait()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Asks the OS for a free loopback port.
+///
+/// # Errors
+/// When no socket can be bound.
+pub fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn send_command(port: u16, command: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    stream.write_all(command.as_bytes())?;
+    let mut buf = [0u8; 64];
+    let n = stream.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn ping(port: u16) -> bool {
+    send_command(port, "PING\r\n").is_ok_and(|r| r.starts_with("+PONG"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_answers_and_dies_on_drop() {
+        let server = RedisServer::start().expect("redis-server starts");
+        let port = server.port();
+        assert!(server.is_up());
+        drop(server);
+        assert!(!ping(port), "server must be gone after drop");
+    }
+
+    #[test]
+    fn restart_keeps_aof_data() {
+        let mut server =
+            RedisServer::start_with(RedisServerOptions::default().appendonly(true)).expect("start");
+        let reply = send_command(server.port(), "SET k v\r\n").expect("set");
+        assert!(reply.starts_with("+OK"), "{reply}");
+        server.restart().expect("restart");
+        let reply = send_command(server.port(), "GET k\r\n").expect("get");
+        assert!(
+            reply.contains("\r\nv\r\n"),
+            "value survives restart: {reply:?}"
+        );
+    }
+}

@@ -1,0 +1,488 @@
+//! The [`Bus`] handle and contract-validated publishing.
+//!
+//! Owns [`BusOptions`] (prefix, stream cap, encoding, size limit), the
+//! shared publishing connection, and [`PublishError`], the publishing error
+//! boundary. A publish validates first and writes
+//! `XADD {prefix}:{contract}s MAXLEN ~ {max_len} * data <json>`, exactly as
+//! the Python bus does; an invalid message writes nothing.
+//!
+//! A [`Bus`] is cheap to clone; clones share the connection, contracts and
+//! metrics. Concurrent publishes on one bus are pipelined on the wire by
+//! `redis-rs`'s multiplexed connection.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+use serde_json::Value;
+
+use crate::connection::{ConnectError, RedisSettings};
+use crate::contracts::{Contract, ContractError, ContractRegistry, Violations};
+use crate::metrics::Metrics;
+use crate::wire::{self, JsonStyle};
+
+/// Publishing settings shared by everything built from one [`Bus`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BusOptions {
+    /// Stream key prefix: streams are `{prefix}:{contract}s`. Default `orion`.
+    pub prefix: String,
+    /// Approximate stream length cap (`MAXLEN ~`). `0` disables trimming.
+    /// Default 10000, as the Python bus.
+    pub max_len: u64,
+    /// Largest encoded message accepted, in bytes, at publish and consume.
+    /// Default 1 MiB: far above any ORION message, far below what would hurt
+    /// a Raspberry Pi's Redis.
+    pub max_message_bytes: usize,
+    /// How messages are encoded. Default [`JsonStyle::Python`], byte-identical
+    /// to the Python bus.
+    pub json_style: JsonStyle,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "orion".to_owned(),
+            max_len: 10_000,
+            max_message_bytes: 1024 * 1024,
+            json_style: JsonStyle::Python,
+        }
+    }
+}
+
+impl BusOptions {
+    /// Sets the stream prefix.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the approximate stream cap (`0` = no trimming).
+    #[must_use]
+    pub fn max_len(mut self, max_len: u64) -> Self {
+        self.max_len = max_len;
+        self
+    }
+
+    /// Sets the encoded-size limit.
+    #[must_use]
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Sets the JSON encoding style.
+    #[must_use]
+    pub fn json_style(mut self, style: JsonStyle) -> Self {
+        self.json_style = style;
+        self
+    }
+}
+
+/// Errors of the publishing boundary.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The contract name is unknown.
+    #[error(transparent)]
+    UnknownContract(#[from] ContractError),
+    /// The message breaks its contract; nothing was written.
+    #[error("{contract} message{} is invalid: {violations}", index_suffix(*.index))]
+    Invalid {
+        /// The contract.
+        contract: String,
+        /// Position in a batch, if the message was part of one.
+        index: Option<usize>,
+        /// Every violation.
+        violations: Violations,
+    },
+    /// The message is not JSON (raw publishes only); nothing was written.
+    #[error("{contract} message{} is not valid JSON: {message}", index_suffix(*.index))]
+    NotJson {
+        /// The contract.
+        contract: String,
+        /// Position in a batch.
+        index: Option<usize>,
+        /// The parse error.
+        message: String,
+    },
+    /// The encoded message exceeds `max_message_bytes`; nothing was written.
+    #[error("{contract} message{} is {size} bytes, over the {limit}-byte limit", index_suffix(*.index))]
+    TooLarge {
+        /// The contract.
+        contract: String,
+        /// Position in a batch.
+        index: Option<usize>,
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Redis failed. The message may or may not have been written if the
+    /// connection dropped after sending; see [`PublishError::is_retryable`].
+    #[error("publishing to {stream} failed: {source}")]
+    Redis {
+        /// The stream.
+        stream: String,
+        /// The Redis error.
+        source: redis::RedisError,
+    },
+}
+
+fn index_suffix(index: Option<usize>) -> String {
+    index.map(|i| format!(" #{i}")).unwrap_or_default()
+}
+
+impl PublishError {
+    /// True for transient failures (connection, timeout) worth retrying;
+    /// false for messages that will never be accepted.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Redis { source, .. } => {
+                source.is_io_error()
+                    || source.is_timeout()
+                    || source.is_connection_dropped()
+                    || source.is_connection_refusal()
+                    || matches!(source.kind(), redis::ErrorKind::Server(_))
+                        && source.code() == Some("LOADING")
+            }
+            _ => false,
+        }
+    }
+
+    /// A short label for metrics.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::UnknownContract(_) => "unknown_contract",
+            Self::Invalid { .. } => "contract_violation",
+            Self::NotJson { .. } => "invalid_json",
+            Self::TooLarge { .. } => "too_large",
+            Self::Redis { .. } => "redis",
+        }
+    }
+}
+
+/// A message that passed validation and is encoded, ready to write.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    contract: Arc<Contract>,
+    route: Route,
+    payload: Vec<u8>,
+}
+
+/// Where a contract's messages go, and the counter they bump.
+#[derive(Debug, Clone)]
+struct Route {
+    stream: Arc<str>,
+    published: prometheus_client::metrics::counter::Counter,
+}
+
+impl Prepared {
+    /// The contract name.
+    #[must_use]
+    pub fn contract(&self) -> &str {
+        self.contract.name()
+    }
+
+    /// The target stream.
+    #[must_use]
+    pub fn stream(&self) -> &str {
+        &self.route.stream
+    }
+
+    /// The encoded JSON that will be the `data` field.
+    #[must_use]
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+/// A connected, contract-aware bus. Clone it freely.
+#[derive(Clone, Debug)]
+pub struct Bus {
+    inner: Arc<BusInner>,
+}
+
+#[derive(Debug)]
+struct BusInner {
+    registry: Arc<ContractRegistry>,
+    settings: RedisSettings,
+    options: BusOptions,
+    conn: ConnectionManager,
+    metrics: Metrics,
+    /// Stream key and counters per contract, computed once.
+    routes: std::collections::HashMap<String, Route>,
+}
+
+impl Bus {
+    /// Connects to Redis and returns a bus for the given contracts.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached or the settings are invalid.
+    pub async fn connect(
+        settings: RedisSettings,
+        registry: ContractRegistry,
+        options: BusOptions,
+        metrics: Metrics,
+    ) -> Result<Self, ConnectError> {
+        let conn = settings.connect().await?;
+        let routes = registry
+            .names()
+            .map(|n| {
+                let route = Route {
+                    stream: Arc::from(wire::stream_name(&options.prefix, n)),
+                    published: metrics.publisher(n).published,
+                };
+                (n.to_owned(), route)
+            })
+            .collect();
+        Ok(Self {
+            inner: Arc::new(BusInner {
+                registry: Arc::new(registry),
+                settings,
+                options,
+                conn,
+                metrics,
+                routes,
+            }),
+        })
+    }
+
+    /// The loaded contracts.
+    #[must_use]
+    pub fn registry(&self) -> &Arc<ContractRegistry> {
+        &self.inner.registry
+    }
+
+    /// The bus options.
+    #[must_use]
+    pub fn options(&self) -> &BusOptions {
+        &self.inner.options
+    }
+
+    /// The Redis settings (used to open dedicated reader connections).
+    #[must_use]
+    pub fn settings(&self) -> &RedisSettings {
+        &self.inner.settings
+    }
+
+    /// The metrics registry this bus reports to.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// A clone of the shared non-blocking connection.
+    #[must_use]
+    pub fn connection(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// The stream key of a contract.
+    ///
+    /// # Errors
+    /// [`ContractError::Unknown`].
+    pub fn stream_for(&self, contract: &str) -> Result<Arc<str>, ContractError> {
+        self.route(contract).map(|r| r.stream.clone())
+    }
+
+    fn route(&self, contract: &str) -> Result<&Route, ContractError> {
+        self.inner
+            .routes
+            .get(contract)
+            .ok_or_else(|| self.inner.registry.unknown(contract))
+    }
+
+    /// Validates and encodes a message without writing it.
+    ///
+    /// # Errors
+    /// Unknown contract, contract violation or size limit.
+    pub fn prepare(&self, contract: &str, message: &Value) -> Result<Prepared, PublishError> {
+        self.prepare_at(contract, message, None)
+    }
+
+    fn prepare_at(
+        &self,
+        contract_name: &str,
+        message: &Value,
+        index: Option<usize>,
+    ) -> Result<Prepared, PublishError> {
+        let result = (|| {
+            let contract = self.inner.registry.get(contract_name)?.clone();
+            let route = self.route(contract_name)?.clone();
+            contract
+                .validate(message)
+                .map_err(|violations| PublishError::Invalid {
+                    contract: contract_name.to_owned(),
+                    index,
+                    violations,
+                })?;
+            let payload = wire::encode(message, self.inner.options.json_style).map_err(|e| {
+                PublishError::NotJson {
+                    contract: contract_name.to_owned(),
+                    index,
+                    message: e.to_string(),
+                }
+            })?;
+            let limit = self.inner.options.max_message_bytes;
+            if payload.len() > limit {
+                return Err(PublishError::TooLarge {
+                    contract: contract_name.to_owned(),
+                    index,
+                    size: payload.len(),
+                    limit,
+                });
+            }
+            Ok(Prepared {
+                contract,
+                route,
+                payload,
+            })
+        })();
+        if let Err(e) = &result {
+            self.inner.metrics.rejected(contract_name, e.reason());
+            tracing::debug!(contract = contract_name, error = %e, "publish rejected");
+        }
+        result
+    }
+
+    /// Parses JSON text, then validates and encodes it (see [`Self::prepare`]).
+    ///
+    /// # Errors
+    /// As [`Self::prepare`], plus [`PublishError::NotJson`].
+    pub fn prepare_json(&self, contract: &str, json: &[u8]) -> Result<Prepared, PublishError> {
+        self.prepare_json_at(contract, json, None)
+    }
+
+    fn prepare_json_at(
+        &self,
+        contract: &str,
+        json: &[u8],
+        index: Option<usize>,
+    ) -> Result<Prepared, PublishError> {
+        match serde_json::from_slice::<Value>(json) {
+            Ok(value) => self.prepare_at(contract, &value, index),
+            Err(e) => {
+                self.inner.metrics.rejected(contract, "invalid_json");
+                Err(PublishError::NotJson {
+                    contract: contract.to_owned(),
+                    index,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Validates and publishes one message; returns its stream id.
+    ///
+    /// # Errors
+    /// See [`PublishError`]. On a validation error nothing is written.
+    pub async fn publish(&self, contract: &str, message: &Value) -> Result<String, PublishError> {
+        let prepared = self.prepare(contract, message)?;
+        self.write_one(&prepared).await
+    }
+
+    /// Validates every message first; if any is invalid nothing is written
+    /// and the error names its index. Otherwise writes all of them in one
+    /// pipelined round trip and returns their ids in order.
+    ///
+    /// # Errors
+    /// See [`PublishError`].
+    pub async fn publish_batch(
+        &self,
+        contract: &str,
+        messages: &[Value],
+    ) -> Result<Vec<String>, PublishError> {
+        let prepared = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| self.prepare_at(contract, m, Some(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.publish_prepared(&prepared).await
+    }
+
+    /// Like [`Self::publish_batch`] for raw JSON texts (e.g. NDJSON lines).
+    ///
+    /// # Errors
+    /// See [`PublishError`].
+    pub async fn publish_json_batch(
+        &self,
+        contract: &str,
+        texts: &[&[u8]],
+    ) -> Result<Vec<String>, PublishError> {
+        let prepared = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| self.prepare_json_at(contract, t, Some(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.publish_prepared(&prepared).await
+    }
+
+    /// Writes already-prepared messages (any mix of contracts) in one
+    /// pipelined round trip and returns their ids in order.
+    ///
+    /// # Errors
+    /// [`PublishError::Redis`].
+    pub async fn publish_prepared(&self, batch: &[Prepared]) -> Result<Vec<String>, PublishError> {
+        let Some(first) = batch.first() else {
+            return Ok(Vec::new());
+        };
+        if batch.len() == 1 {
+            return Ok(vec![self.write_one(first).await?]);
+        }
+        let mut pipe = redis::pipe();
+        for p in batch {
+            pipe.add_command(self.xadd(p));
+        }
+        let mut conn = self.inner.conn.clone();
+        let ids: Vec<String> = pipe.query_async(&mut conn).await.map_err(|source| {
+            self.inner.metrics.redis_error();
+            PublishError::Redis {
+                stream: first.route.stream.to_string(),
+                source,
+            }
+        })?;
+        for p in batch {
+            p.route.published.inc();
+        }
+        Ok(ids)
+    }
+
+    async fn write_one(&self, p: &Prepared) -> Result<String, PublishError> {
+        let mut conn = self.inner.conn.clone();
+        let id: String = self
+            .xadd(p)
+            .query_async(&mut conn)
+            .await
+            .map_err(|source| {
+                self.inner.metrics.redis_error();
+                PublishError::Redis {
+                    stream: p.route.stream.to_string(),
+                    source,
+                }
+            })?;
+        p.route.published.inc();
+        Ok(id)
+    }
+
+    fn xadd(&self, p: &Prepared) -> redis::Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&*p.route.stream);
+        if self.inner.options.max_len > 0 {
+            cmd.arg("MAXLEN").arg("~").arg(self.inner.options.max_len);
+        }
+        cmd.arg("*").arg(wire::DATA_FIELD).arg(&p.payload);
+        cmd
+    }
+
+    /// Round-trips a `PING`, for readiness checks.
+    ///
+    /// # Errors
+    /// The Redis error.
+    pub async fn ping(&self) -> Result<(), redis::RedisError> {
+        let mut conn = self.inner.conn.clone();
+        redis::cmd("PING").query_async::<()>(&mut conn).await
+    }
+}

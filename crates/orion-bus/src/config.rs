@@ -1,0 +1,554 @@
+//! Settings: one table of every setting, resolved from flags, environment
+//! variables (`ORION_BUS_*`) and an optional TOML file, in that order of
+//! precedence, then defaults.
+//!
+//! Owns [`SETTINGS`] (the single source of names, env vars, defaults and
+//! help text, which the CLI turns into flags and the README documents),
+//! [`Settings`] (the typed result) and [`ConfigError`], which lists every
+//! problem at once instead of stopping at the first.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::bus::BusOptions;
+use crate::connection::RedisSettings;
+use crate::consumer::{ConsumerOptions, StartId};
+use crate::contracts::ContractOptions;
+use crate::wire::JsonStyle;
+
+/// One setting: its key (TOML key and `--flag` with `_` as `-`), its
+/// environment variable, its default and its help text.
+#[derive(Debug, Clone, Copy)]
+pub struct SettingSpec {
+    /// Key in the TOML file; the flag is `--` plus the key with `-` for `_`.
+    pub key: &'static str,
+    /// Environment variable.
+    pub env: &'static str,
+    /// Default, as text (`None`: unset).
+    pub default: Option<&'static str>,
+    /// What the setting does.
+    pub help: &'static str,
+}
+
+impl SettingSpec {
+    /// The command-line flag, without dashes (`redis-url`).
+    #[must_use]
+    pub fn flag(&self) -> String {
+        self.key.replace('_', "-")
+    }
+}
+
+macro_rules! spec {
+    ($key:literal, $env:literal, $default:expr, $help:literal) => {
+        SettingSpec {
+            key: $key,
+            env: $env,
+            default: $default,
+            help: $help,
+        }
+    };
+}
+
+/// Every setting the `orion-bus` command understands.
+/// Environment variable names are the upper-cased keys with `ORION_BUS_`.
+pub const SETTINGS: &[SettingSpec] = &[
+    spec!(
+        "redis_url",
+        "ORION_BUS_REDIS_URL",
+        Some("redis://127.0.0.1:6379"),
+        "Redis URL: redis://[user:pass@]host:port[/db], or rediss:// for TLS"
+    ),
+    spec!(
+        "redis_username",
+        "ORION_BUS_REDIS_USERNAME",
+        None,
+        "ACL user name (overrides the URL's)"
+    ),
+    spec!(
+        "redis_password",
+        "ORION_BUS_REDIS_PASSWORD",
+        None,
+        "Password (overrides the URL's); prefer the environment variable"
+    ),
+    spec!(
+        "redis_db",
+        "ORION_BUS_REDIS_DB",
+        None,
+        "Database number (overrides the URL's)"
+    ),
+    spec!(
+        "connect_timeout",
+        "ORION_BUS_CONNECT_TIMEOUT",
+        Some("5s"),
+        "Limit on establishing a Redis connection"
+    ),
+    spec!(
+        "command_timeout",
+        "ORION_BUS_COMMAND_TIMEOUT",
+        Some("5s"),
+        "Limit on one non-blocking Redis command"
+    ),
+    spec!(
+        "contracts_dir",
+        "ORION_BUS_CONTRACTS_DIR",
+        Some("contracts"),
+        "Directory of *.schema.json contracts"
+    ),
+    spec!(
+        "assert_formats",
+        "ORION_BUS_ASSERT_FORMATS",
+        Some("true"),
+        "Reject bad uuid/date-time formats; false mimics the Python bus's lenient validator"
+    ),
+    spec!(
+        "prefix",
+        "ORION_BUS_PREFIX",
+        Some("orion"),
+        "Stream key prefix: streams are {prefix}:{contract}s"
+    ),
+    spec!(
+        "max_len",
+        "ORION_BUS_MAX_LEN",
+        Some("10000"),
+        "Approximate stream cap at publish (MAXLEN ~); 0 disables trimming"
+    ),
+    spec!(
+        "max_message_bytes",
+        "ORION_BUS_MAX_MESSAGE_BYTES",
+        Some("1048576"),
+        "Largest encoded message accepted at publish and consume"
+    ),
+    spec!(
+        "json_style",
+        "ORION_BUS_JSON_STYLE",
+        Some("python"),
+        "Encoding: python (byte-identical to json.dumps) or compact"
+    ),
+    spec!(
+        "concurrency",
+        "ORION_BUS_CONCURRENCY",
+        Some("8"),
+        "Handlers running at once per consumer"
+    ),
+    spec!(
+        "max_in_flight",
+        "ORION_BUS_MAX_IN_FLIGHT",
+        Some("64"),
+        "Entries read but not yet acked; reading pauses at this cap"
+    ),
+    spec!(
+        "read_count",
+        "ORION_BUS_READ_COUNT",
+        Some("32"),
+        "XREADGROUP COUNT per stream"
+    ),
+    spec!(
+        "block",
+        "ORION_BUS_BLOCK",
+        Some("1s"),
+        "XREADGROUP BLOCK per read"
+    ),
+    spec!(
+        "start_id",
+        "ORION_BUS_START_ID",
+        Some("0"),
+        "Where a new group starts: 0 (whole stream, as the Python bus), $ (new entries) or an id"
+    ),
+    spec!(
+        "shutdown_grace",
+        "ORION_BUS_SHUTDOWN_GRACE",
+        Some("25s"),
+        "After SIGTERM, how long in-flight handlers get before their entries are left pending"
+    ),
+    spec!(
+        "http_addr",
+        "ORION_BUS_HTTP_ADDR",
+        Some("127.0.0.1:9464"),
+        "Listen address of `serve` (/healthz, /readyz, /metrics)"
+    ),
+    spec!(
+        "log_format",
+        "ORION_BUS_LOG_FORMAT",
+        Some("human"),
+        "Log format: human or json"
+    ),
+    spec!(
+        "log_level",
+        "ORION_BUS_LOG_LEVEL",
+        Some("info"),
+        "Log filter, e.g. info or orion_bus=debug"
+    ),
+];
+
+/// Where a value came from, for error messages and "was it given?" checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A command-line flag.
+    Flag,
+    /// An environment variable.
+    Env,
+    /// The TOML file.
+    File,
+    /// The built-in default.
+    Default,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The resolved, typed settings.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Redis connection.
+    pub redis: RedisSettings,
+    /// True when the Redis URL was given (flag, env or file) rather than defaulted.
+    pub redis_url_given: bool,
+    /// Contracts directory.
+    pub contracts_dir: PathBuf,
+    /// True when the contracts directory was given rather than defaulted.
+    pub contracts_dir_given: bool,
+    /// Contract validation options.
+    pub contracts: ContractOptions,
+    /// Publishing options.
+    pub bus: BusOptions,
+    /// Consumer defaults (group, consumer and contracts left empty).
+    pub consumer: ConsumerOptions,
+    /// `serve` listen address.
+    pub http_addr: SocketAddr,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log filter.
+    pub log_level: String,
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// One line per problem.
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Values given on the command line or in the environment, by key.
+pub type Given = BTreeMap<&'static str, (String, Source)>;
+
+/// Resolves settings: `given` (flags and env, as the CLI parsed them) over
+/// the TOML `file` over defaults. Reports every problem at once.
+///
+/// # Errors
+/// [`ConfigError`] listing each unreadable file, unknown key and bad value.
+pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigError> {
+    let mut problems = Vec::new();
+    let file_values = match file {
+        Some(path) => read_file(path, &mut problems),
+        None => BTreeMap::new(),
+    };
+    let mut r = Resolver {
+        given,
+        file: &file_values,
+        problems,
+    };
+
+    let mut redis = RedisSettings::new(r.string("redis_url"));
+    redis.username = r.opt_string("redis_username");
+    redis.password = r.opt_string("redis_password");
+    redis.db = r.opt_parse("redis_db");
+    redis.connect_timeout = r.duration("connect_timeout");
+    redis.command_timeout = r.duration("command_timeout");
+    if let Err(e) = redis.client() {
+        r.problems.push(format!("redis_url: {e}"));
+    }
+    let contracts = ContractOptions::default().assert_formats(r.parse("assert_formats", true));
+    let bus = BusOptions::default()
+        .prefix(r.string("prefix"))
+        .max_len(r.parse("max_len", 10_000))
+        .max_message_bytes(r.parse("max_message_bytes", 1024 * 1024))
+        .json_style(r.parse("json_style", JsonStyle::Python));
+    if bus.prefix.is_empty() {
+        r.problems.push("prefix: must not be empty".to_owned());
+    }
+    let consumer = ConsumerOptions::new("", "")
+        .concurrency(r.positive("concurrency", 8))
+        .max_in_flight(r.positive("max_in_flight", 64))
+        .read_count(r.positive("read_count", 32))
+        .block(r.duration("block"))
+        .start_id(r.parse("start_id", StartId::Beginning))
+        .shutdown_grace(r.duration("shutdown_grace"));
+    if consumer.block < Duration::from_millis(1) {
+        r.problems.push("block: must be at least 1ms".to_owned());
+    }
+    let http_addr = r.parse("http_addr", SocketAddr::from(([127, 0, 0, 1], 9464)));
+    let log_format = match r.string("log_format").as_str() {
+        "human" => LogFormat::Human,
+        "json" => LogFormat::Json,
+        other => {
+            r.problems
+                .push(format!("log_format: {other:?} is not human or json"));
+            LogFormat::Human
+        }
+    };
+    let settings = Settings {
+        redis_url_given: r.source("redis_url") != Source::Default,
+        contracts_dir_given: r.source("contracts_dir") != Source::Default,
+        contracts_dir: PathBuf::from(r.string("contracts_dir")),
+        redis,
+        contracts,
+        bus,
+        consumer,
+        http_addr,
+        log_format,
+        log_level: r.string("log_level"),
+    };
+    if r.problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(ConfigError {
+            problems: r.problems,
+        })
+    }
+}
+
+fn read_file(path: &Path, problems: &mut Vec<String>) -> BTreeMap<String, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!("config file {}: {e}", path.display()));
+            return BTreeMap::new();
+        }
+    };
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!("config file {}: {e}", path.display()));
+            return BTreeMap::new();
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (key, value) in table {
+        if !SETTINGS.iter().any(|s| s.key == key) {
+            problems.push(format!(
+                "config file {}: unknown key {key:?}",
+                path.display()
+            ));
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => {
+                problems.push(format!(
+                    "config file {}: {key} must be a string, number or boolean, not {}",
+                    path.display(),
+                    other.type_str()
+                ));
+                continue;
+            }
+        };
+        out.insert(key, text);
+    }
+    out
+}
+
+struct Resolver<'a> {
+    given: &'a Given,
+    file: &'a BTreeMap<String, String>,
+    problems: Vec<String>,
+}
+
+impl Resolver<'_> {
+    fn spec(key: &str) -> &'static SettingSpec {
+        SETTINGS
+            .iter()
+            .find(|s| s.key == key)
+            .unwrap_or(&SETTINGS[0])
+    }
+
+    fn raw(&self, key: &str) -> Option<(String, Source)> {
+        if let Some((v, src)) = self.given.get(key) {
+            return Some((v.clone(), *src));
+        }
+        if let Some(v) = self.file.get(key) {
+            return Some((v.clone(), Source::File));
+        }
+        Self::spec(key)
+            .default
+            .map(|d| (d.to_owned(), Source::Default))
+    }
+
+    fn source(&self, key: &str) -> Source {
+        self.raw(key).map_or(Source::Default, |(_, s)| s)
+    }
+
+    fn origin(key: &str, source: Source) -> String {
+        let spec = Self::spec(key);
+        match source {
+            Source::Flag => format!("--{}", spec.flag()),
+            Source::Env => spec.env.to_owned(),
+            Source::File => format!("config file key {key}"),
+            Source::Default => format!("default of {key}"),
+        }
+    }
+
+    fn string(&self, key: &str) -> String {
+        self.raw(key).map(|(v, _)| v).unwrap_or_default()
+    }
+
+    fn opt_string(&self, key: &str) -> Option<String> {
+        self.raw(key).map(|(v, _)| v).filter(|v| !v.is_empty())
+    }
+
+    fn opt_parse<T: std::str::FromStr>(&mut self, key: &str) -> Option<T>
+    where
+        T::Err: fmt::Display,
+    {
+        let (v, src) = self.raw(key).filter(|(v, _)| !v.is_empty())?;
+        match v.parse() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problems.push(format!(
+                    "{}: invalid value {v:?}: {e}",
+                    Self::origin(key, src)
+                ));
+                None
+            }
+        }
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, key: &str, fallback: T) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        self.opt_parse(key).unwrap_or(fallback)
+    }
+
+    fn positive(&mut self, key: &str, fallback: usize) -> usize {
+        let v: usize = self.parse(key, fallback);
+        if v == 0 {
+            let src = self.source(key);
+            self.problems
+                .push(format!("{}: must be at least 1", Self::origin(key, src)));
+            return fallback;
+        }
+        v
+    }
+
+    fn duration(&mut self, key: &str) -> Duration {
+        let Some((v, src)) = self.raw(key) else {
+            return Duration::ZERO;
+        };
+        match humantime::parse_duration(&v) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problems.push(format!(
+                    "{}: invalid duration {v:?} ({e}); write e.g. 500ms, 5s or 1m",
+                    Self::origin(key, src)
+                ));
+                Self::spec(key)
+                    .default
+                    .and_then(|d| humantime::parse_duration(d).ok())
+                    .unwrap_or(Duration::from_secs(1))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn given(pairs: &[(&'static str, &str, Source)]) -> Given {
+        pairs
+            .iter()
+            .map(|(k, v, s)| (*k, ((*v).to_owned(), *s)))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let s = resolve(&Given::new(), None).expect("defaults are valid");
+        assert_eq!(s.redis.url, "redis://127.0.0.1:6379");
+        assert!(!s.redis_url_given);
+        assert_eq!(s.bus.prefix, "orion");
+        assert_eq!(s.bus.max_len, 10_000);
+        assert_eq!(s.consumer.shutdown_grace, Duration::from_secs(25));
+        assert!(s.contracts.assert_formats);
+        assert_eq!(s.consumer.start_id, StartId::Beginning);
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file_beat_defaults() {
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        writeln!(f, "prefix = \"fromfile\"\nmax_len = 5\nblock = \"2s\"").expect("write");
+        let g = given(&[
+            ("prefix", "fromflag", Source::Flag),
+            ("max_len", "7", Source::Env),
+        ]);
+        let s = resolve(&g, Some(f.path())).expect("valid");
+        assert_eq!(s.bus.prefix, "fromflag");
+        assert_eq!(s.bus.max_len, 7);
+        assert_eq!(s.consumer.block, Duration::from_secs(2));
+        assert_eq!(s.bus.max_message_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        writeln!(f, "bogus = 1\nconcurrency = 0").expect("write");
+        let g = given(&[
+            ("max_len", "lots", Source::Flag),
+            ("block", "soon", Source::Env),
+            ("json_style", "yaml", Source::Flag),
+            ("redis_url", "http://nope", Source::Flag),
+            ("log_format", "xml", Source::Flag),
+        ]);
+        let err = resolve(&g, Some(f.path())).expect_err("invalid");
+        let text = err.to_string();
+        for needle in [
+            "unknown key \"bogus\"",
+            "config file key concurrency: must be at least 1",
+            "--max-len: invalid value \"lots\"",
+            "ORION_BUS_BLOCK",
+            "--json-style",
+            "redis_url",
+            "log_format",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        assert_eq!(err.problems.len(), 7, "{text}");
+    }
+
+    #[test]
+    fn missing_file_is_a_problem() {
+        let err = resolve(&Given::new(), Some(Path::new("/nonexistent/orion.toml")))
+            .expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/orion.toml"));
+    }
+}

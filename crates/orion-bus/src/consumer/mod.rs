@@ -1,0 +1,765 @@
+//! Consumer groups: reading, validating, dispatching to a bounded worker
+//! pool, acking, dead-lettering poison, and draining on shutdown.
+//!
+//! Owns [`ConsumerOptions`], [`Consumer`] and [`ConsumeError`], the
+//! consuming error boundary. The pieces:
+//! - the **reader** (this file) runs `XREADGROUP` on a connection of its
+//!   own, over every stream the consumer listens to, and only reads as many
+//!   entries as it holds in-flight permits for (backpressure);
+//! - one **task per entry** decodes and validates it, waits for a worker
+//!   slot, and runs the handler;
+//! - the **acker** ([`ack`]) batches `XACK`s for handlers that succeeded;
+//! - poison entries go to [`dead_letter`].
+//!
+//! **Invariant:** an entry is acked only after its handler returned `Ok`,
+//! or after it was written to the dead-letter stream in the same `MULTI`.
+
+mod ack;
+mod dead_letter;
+pub mod handler;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::bus::Bus;
+use crate::connection::ConnectError;
+use crate::contracts::{Contract, ContractError};
+use crate::metrics::ConsumeCounters;
+use crate::wire::{self, RawEntry};
+
+pub use handler::{Delivery, Handler, HandlerError, HandlerErrorKind};
+
+/// Where a new group starts reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartId {
+    /// `0`: replay the whole stream (the Python bus's behaviour).
+    Beginning,
+    /// `$`: only entries added after the group is created.
+    New,
+    /// A specific entry id.
+    Id(String),
+}
+
+impl StartId {
+    fn as_arg(&self) -> &str {
+        match self {
+            Self::Beginning => "0",
+            Self::New => "$",
+            Self::Id(id) => id,
+        }
+    }
+}
+
+impl std::str::FromStr for StartId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "0" | "0-0" => Ok(Self::Beginning),
+            "$" => Ok(Self::New),
+            id if is_stream_id(id) => Ok(Self::Id(id.to_owned())),
+            other => Err(format!(
+                "invalid start id {other:?}: expected 0, $ or an entry id like 1700000000000-0"
+            )),
+        }
+    }
+}
+
+fn is_stream_id(s: &str) -> bool {
+    let mut parts = s.splitn(2, '-');
+    let ms = parts.next().unwrap_or("");
+    let seq = parts.next();
+    !ms.is_empty()
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && seq.is_none_or(|q| !q.is_empty() && q.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// How a consumer reads and processes. Defaults are safe for production.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConsumerOptions {
+    /// The consumer group. Several processes in one group share the work.
+    pub group: String,
+    /// This consumer's name within the group; must be unique and stable
+    /// across restarts of the same process (e.g. `guardian-1`).
+    pub consumer: String,
+    /// The contracts (hence streams) to listen to. At least one.
+    pub contracts: Vec<String>,
+    /// Handlers running at once. Default 8: ORION's handlers mostly wait on
+    /// I/O (LLM calls of seconds), so a few more than the Pi's 4 cores keeps
+    /// them busy without crowding the models that share the machine.
+    pub concurrency: usize,
+    /// Entries read but not yet acked, across all streams. When this many
+    /// are in flight the reader stops reading: that is the backpressure.
+    /// Default 64: enough to keep 8 workers fed through a whole read round
+    /// trip, small enough that a crash leaves little to redeliver.
+    pub max_in_flight: usize,
+    /// `COUNT` per stream per read. Default 32.
+    pub read_count: usize,
+    /// `BLOCK` per read. Default 1 s (as the Python bus). Shutdown does not
+    /// wait for it: the read is abandoned, and anything it returned stays
+    /// pending, un-acked.
+    pub block: Duration,
+    /// Where a newly created group starts. Default `0`, as the Python bus.
+    pub start_id: StartId,
+    /// After shutdown is requested, how long in-flight handlers get to
+    /// finish. Entries whose handler has not finished by then stay pending
+    /// and are never acked. Default 25 s: under the 30 s systemd and
+    /// Kubernetes leave between SIGTERM and SIGKILL.
+    pub shutdown_grace: Duration,
+    /// Stop after this many entries were delivered to the handler. The
+    /// reader never reads more than it will deliver, so nothing is left
+    /// pending by the limit.
+    pub limit: Option<u64>,
+}
+
+impl ConsumerOptions {
+    /// Options for `consumer` in `group` with production defaults.
+    #[must_use]
+    pub fn new(group: impl Into<String>, consumer: impl Into<String>) -> Self {
+        Self {
+            group: group.into(),
+            consumer: consumer.into(),
+            contracts: Vec::new(),
+            concurrency: 8,
+            max_in_flight: 64,
+            read_count: 32,
+            block: Duration::from_secs(1),
+            start_id: StartId::Beginning,
+            shutdown_grace: Duration::from_secs(25),
+            limit: None,
+        }
+    }
+
+    /// Adds a contract to listen to.
+    #[must_use]
+    pub fn contract(mut self, contract: impl Into<String>) -> Self {
+        self.contracts.push(contract.into());
+        self
+    }
+
+    /// Sets the contracts to listen to.
+    #[must_use]
+    pub fn contracts<I, S>(mut self, contracts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.contracts = contracts.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets handler concurrency.
+    #[must_use]
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Sets the in-flight cap.
+    #[must_use]
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Sets `COUNT` per stream per read.
+    #[must_use]
+    pub fn read_count(mut self, n: usize) -> Self {
+        self.read_count = n;
+        self
+    }
+
+    /// Sets `BLOCK` per read.
+    #[must_use]
+    pub fn block(mut self, block: Duration) -> Self {
+        self.block = block;
+        self
+    }
+
+    /// Sets where a new group starts.
+    #[must_use]
+    pub fn start_id(mut self, start: StartId) -> Self {
+        self.start_id = start;
+        self
+    }
+
+    /// Sets the shutdown grace period.
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Stops after `n` deliveries.
+    #[must_use]
+    pub fn limit(mut self, n: u64) -> Self {
+        self.limit = Some(n);
+        self
+    }
+
+    fn check(&self) -> Result<(), ConsumeError> {
+        let mut problems = Vec::new();
+        if self.group.is_empty() {
+            problems.push("group is empty".to_owned());
+        }
+        if self.consumer.is_empty() {
+            problems.push("consumer name is empty".to_owned());
+        }
+        if self.contracts.is_empty() {
+            problems.push("no contract to consume".to_owned());
+        }
+        if self.concurrency == 0 {
+            problems.push("concurrency must be at least 1".to_owned());
+        }
+        if self.max_in_flight == 0 {
+            problems.push("max_in_flight must be at least 1".to_owned());
+        }
+        if self.read_count == 0 {
+            problems.push("read_count must be at least 1".to_owned());
+        }
+        if self.block < Duration::from_millis(1) {
+            problems.push("block must be at least 1ms (BLOCK 0 would wait forever)".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConsumeError::Options(problems.join("; ")))
+        }
+    }
+}
+
+/// Errors of the consuming boundary. Redis errors while running are not
+/// here: the consumer retries them with backoff until shutdown.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsumeError {
+    /// The options are invalid.
+    #[error("invalid consumer options: {0}")]
+    Options(String),
+    /// A contract to consume is unknown.
+    #[error(transparent)]
+    Contract(#[from] ContractError),
+    /// The reader connection could not be opened.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The group could not be created.
+    #[error("cannot create group {group} on {stream}: {source}")]
+    CreateGroup {
+        /// The stream.
+        stream: String,
+        /// The group.
+        group: String,
+        /// The Redis error.
+        source: redis::RedisError,
+    },
+}
+
+/// What a consumer did, returned when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerReport {
+    /// Entries delivered to the handler.
+    pub delivered: u64,
+    /// Entries acked after their handler succeeded.
+    pub acked: u64,
+    /// Handler failures (entries left pending).
+    pub handler_errors: u64,
+    /// Poison entries copied to a dead-letter stream and acked.
+    pub dead_lettered: u64,
+    /// Handlers still running when the grace period ran out; their entries
+    /// stay pending.
+    pub abandoned: u64,
+}
+
+/// Per-stream state shared by the reader and the entry tasks.
+#[derive(Debug)]
+struct Source {
+    stream: Arc<str>,
+    dead_letters: String,
+    contract: Arc<Contract>,
+    counters: ConsumeCounters,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    delivered: AtomicU64,
+    acked: AtomicU64,
+    handler_errors: AtomicU64,
+    dead_lettered: AtomicU64,
+    /// Entries read and not (yet) known to be poison, for `limit`.
+    reserved: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    group: String,
+    consumer: String,
+    max_message_bytes: usize,
+    sources: Vec<Source>,
+    workers: Semaphore,
+    conn: ConnectionManager,
+    stats: Stats,
+    bus: Bus,
+}
+
+/// A consumer bound to a group and its streams; run it with [`Consumer::run`].
+#[derive(Debug)]
+pub struct Consumer {
+    bus: Bus,
+    options: ConsumerOptions,
+    sources: Vec<Source>,
+}
+
+impl Consumer {
+    /// Checks the options, resolves the contracts and creates the groups
+    /// (idempotently: `MKSTREAM`, and `BUSYGROUP` counts as success).
+    ///
+    /// # Errors
+    /// See [`ConsumeError`].
+    pub async fn new(bus: &Bus, options: ConsumerOptions) -> Result<Self, ConsumeError> {
+        options.check()?;
+        let mut sources = Vec::with_capacity(options.contracts.len());
+        for name in &options.contracts {
+            if sources.iter().any(|s: &Source| s.contract.name() == name) {
+                continue;
+            }
+            let contract = bus.registry().get(name)?.clone();
+            let stream = bus.stream_for(name)?;
+            sources.push(Source {
+                dead_letters: wire::dead_letter_stream(&stream),
+                counters: bus.metrics().consumer(&stream, name, &options.group),
+                stream,
+                contract,
+            });
+        }
+        let consumer = Self {
+            bus: bus.clone(),
+            options,
+            sources,
+        };
+        let mut conn = bus.connection();
+        for s in &consumer.sources {
+            create_group(
+                &mut conn,
+                &s.stream,
+                &consumer.options.group,
+                &consumer.options.start_id,
+            )
+            .await?;
+        }
+        Ok(consumer)
+    }
+
+    /// The streams this consumer reads, in order.
+    pub fn streams(&self) -> impl Iterator<Item = &str> {
+        self.sources.iter().map(|s| &*s.stream)
+    }
+
+    /// Runs until `shutdown` is cancelled (or `limit` is reached), then
+    /// drains: in-flight handlers get [`ConsumerOptions::shutdown_grace`]
+    /// to finish and be acked; the rest stay pending.
+    ///
+    /// # Errors
+    /// Only if the reader connection cannot be opened at start.
+    pub async fn run<H: Handler>(
+        self,
+        handler: H,
+        shutdown: CancellationToken,
+    ) -> Result<ConsumerReport, ConsumeError> {
+        let Self {
+            bus,
+            options,
+            sources,
+        } = self;
+        let mut reader_conn = bus.settings().connect_blocking(options.block).await?;
+        let shared = Arc::new(Shared {
+            group: options.group.clone(),
+            consumer: options.consumer.clone(),
+            max_message_bytes: bus.options().max_message_bytes,
+            sources,
+            workers: Semaphore::new(options.concurrency),
+            conn: bus.connection(),
+            stats: Stats::default(),
+            bus: bus.clone(),
+        });
+        let handler = Arc::new(handler);
+        let in_flight = Arc::new(Semaphore::new(options.max_in_flight));
+        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        // The acker outlives the shutdown signal: it must still ack what
+        // finished during the drain. It is stopped by closing its channel,
+        // or aborted when the grace period runs out.
+        let acker = tokio::spawn(ack::run(shared.clone(), ack_rx));
+        let capacity = bus.metrics().workers_capacity();
+        capacity.inc_by(options.concurrency as i64);
+
+        let mut tasks = JoinSet::new();
+        let mut reader = Reader {
+            shared: shared.clone(),
+            options: &options,
+            rotation: 0,
+            backoff: Backoff::redis(),
+        };
+        tracing::info!(
+            group = %options.group,
+            consumer = %options.consumer,
+            streams = ?shared.sources.iter().map(|s| &*s.stream).collect::<Vec<_>>(),
+            "consumer started"
+        );
+        loop {
+            while let Some(done) = tasks.try_join_next() {
+                note_task_end(&shared, done);
+            }
+            // The limit: deliver exactly `limit` entries, reading no more.
+            let mut budget = usize::MAX;
+            if let Some(limit) = options.limit {
+                let reserved = shared.stats.reserved.load(Ordering::Acquire);
+                if reserved >= limit {
+                    if tasks.is_empty() {
+                        break;
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        Some(done) = tasks.join_next() => note_task_end(&shared, done),
+                    }
+                    continue;
+                }
+                budget = usize::try_from(limit - reserved).unwrap_or(usize::MAX);
+            }
+            // Backpressure: wait for at least one free in-flight slot.
+            let mut permit = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    note_task_end(&shared, done);
+                    continue;
+                }
+                p = in_flight.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break, // never closed; treated as shutdown
+                },
+            };
+            let want = (options.read_count * shared.sources.len()).min(budget);
+            while permit.num_permits() < want {
+                match in_flight.clone().try_acquire_owned() {
+                    Ok(p) => permit.merge(p),
+                    Err(_) => break,
+                }
+            }
+            let entries = tokio::select! {
+                () = shutdown.cancelled() => break,
+                r = reader.read(&mut reader_conn, permit.num_permits()) => r,
+            };
+            for (idx, entry) in entries {
+                let Some(slot) = permit.split(1) else {
+                    // Cannot happen: reads never return more than the permits.
+                    tracing::error!(id = %entry.id, "read returned more entries than permits");
+                    break;
+                };
+                shared.stats.reserved.fetch_add(1, Ordering::AcqRel);
+                tasks.spawn(process(
+                    shared.clone(),
+                    handler.clone(),
+                    ack_tx.clone(),
+                    idx,
+                    entry,
+                    slot,
+                ));
+            }
+        }
+
+        // Drain: no more reads; in-flight handlers get the grace period.
+        let deadline = tokio::time::Instant::now() + options.shutdown_grace;
+        let drain_started = Instant::now();
+        tracing::info!(
+            in_flight = tasks.len(),
+            grace = ?options.shutdown_grace,
+            "consumer stopping: draining in-flight entries"
+        );
+        let mut abandoned = 0;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {
+                    abandoned = tasks.len() as u64;
+                    if abandoned > 0 {
+                        tracing::warn!(
+                            group = %options.group,
+                            abandoned,
+                            "grace period ran out: abandoning handlers; their entries stay pending"
+                        );
+                    }
+                    tasks.shutdown().await;
+                    break;
+                }
+                done = tasks.join_next() => match done {
+                    Some(done) => note_task_end(&shared, done),
+                    None => break,
+                },
+            }
+        }
+        drop(ack_tx);
+        let mut acker = acker;
+        tokio::select! {
+            _ = &mut acker => {}
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(group = %options.group, "grace period ran out while acking; un-acked entries stay pending");
+                acker.abort();
+            }
+        }
+        capacity.dec_by(options.concurrency as i64);
+        let stats = &shared.stats;
+        let report = ConsumerReport {
+            delivered: stats.delivered.load(Ordering::Acquire),
+            acked: stats.acked.load(Ordering::Acquire),
+            handler_errors: stats.handler_errors.load(Ordering::Acquire),
+            dead_lettered: stats.dead_lettered.load(Ordering::Acquire),
+            abandoned,
+        };
+        tracing::info!(?report, drained_in = ?drain_started.elapsed(), "consumer stopped");
+        Ok(report)
+    }
+}
+
+fn note_task_end(shared: &Shared, done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        // The entry's permit was released by unwinding; it was not acked.
+        shared.stats.handler_errors.fetch_add(1, Ordering::AcqRel);
+        tracing::error!(group = %shared.group, "handler panicked; its entry stays pending");
+    }
+}
+
+/// Runs `XGROUP CREATE <stream> <group> <start> MKSTREAM`; `BUSYGROUP` is fine.
+async fn create_group(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    group: &str,
+    start: &StartId,
+) -> Result<(), ConsumeError> {
+    let result: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(group)
+        .arg(start.as_arg())
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        Err(source) => Err(ConsumeError::CreateGroup {
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The reading half: builds each `XREADGROUP` and survives Redis faults.
+struct Reader<'a> {
+    shared: Arc<Shared>,
+    options: &'a ConsumerOptions,
+    /// First stream of the next partial read, so no stream starves when
+    /// there are fewer permits than streams.
+    rotation: usize,
+    backoff: Backoff,
+}
+
+impl Reader<'_> {
+    /// Reads at most `permits` entries in total, retrying Redis errors with
+    /// backoff (forever: the caller's `select!` on shutdown ends it).
+    async fn read(
+        &mut self,
+        conn: &mut ConnectionManager,
+        permits: usize,
+    ) -> Vec<(usize, RawEntry)> {
+        let n = self.shared.sources.len();
+        // XREADGROUP's COUNT applies per stream: read from at most `permits`
+        // streams, with COUNT = permits / streams, so the total never
+        // exceeds the permits held.
+        let streams = n.min(permits);
+        let count = (permits / streams).min(self.options.read_count).max(1);
+        let picked: Vec<usize> = (0..streams).map(|i| (self.rotation + i) % n).collect();
+        if streams < n {
+            self.rotation = (self.rotation + streams) % n;
+        }
+        loop {
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(&self.shared.group)
+                .arg(&self.shared.consumer)
+                .arg("COUNT")
+                .arg(count)
+                .arg("BLOCK")
+                .arg(u64::try_from(self.options.block.as_millis()).unwrap_or(u64::MAX))
+                .arg("STREAMS");
+            for &i in &picked {
+                cmd.arg(&*self.shared.sources[i].stream);
+            }
+            for _ in &picked {
+                cmd.arg(">");
+            }
+            match cmd.query_async::<redis::Value>(conn).await {
+                Ok(reply) => {
+                    self.backoff.reset();
+                    return self.route(reply);
+                }
+                Err(e) => {
+                    self.shared.bus.metrics().redis_error();
+                    if e.code() == Some("NOGROUP") {
+                        // Stream or group deleted under us: recreate and go on.
+                        tracing::warn!(group = %self.shared.group, error = %e, "group missing; recreating");
+                        let mut c = self.shared.conn.clone();
+                        for &i in &picked {
+                            let s = &self.shared.sources[i].stream;
+                            if let Err(e) =
+                                create_group(&mut c, s, &self.shared.group, &self.options.start_id)
+                                    .await
+                            {
+                                tracing::warn!(stream = %s, error = %e, "recreating group failed");
+                            }
+                        }
+                    } else {
+                        tracing::warn!(group = %self.shared.group, error = %e, "XREADGROUP failed; backing off");
+                    }
+                    tokio::time::sleep(self.backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// Maps a reply to (source index, entry) pairs, tolerating junk.
+    fn route(&self, reply: redis::Value) -> Vec<(usize, RawEntry)> {
+        let parsed = match wire::parse_read_reply(reply) {
+            Ok(p) => p,
+            Err(e) => {
+                // Nothing can be attributed to an id; the entries (if any)
+                // stay pending for redelivery rather than vanish.
+                tracing::error!(group = %self.shared.group, error = %e, "unreadable XREADGROUP reply");
+                return Vec::new();
+            }
+        };
+        let index: HashMap<&str, usize> = self
+            .shared
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (&*s.stream, i))
+            .collect();
+        let mut out = Vec::new();
+        for stream in parsed {
+            match index.get(stream.stream.as_str()) {
+                Some(&i) => out.extend(stream.entries.into_iter().map(|e| (i, e))),
+                None => {
+                    tracing::error!(stream = %stream.stream, "reply for a stream not asked for")
+                }
+            }
+        }
+        out
+    }
+}
+
+/// One entry's life: decode, validate, run the handler, hand to the acker
+/// (or dead-letter it). `permit` is its in-flight slot, released when it
+/// was acked, dead-lettered, or left pending.
+async fn process<H: Handler>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    acks: mpsc::UnboundedSender<ack::Ack>,
+    idx: usize,
+    entry: RawEntry,
+    permit: OwnedSemaphorePermit,
+) {
+    let source = &shared.sources[idx];
+    let message = match entry.decode(shared.max_message_bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            shared.stats.reserved.fetch_sub(1, Ordering::AcqRel);
+            dead_letter::poison(&shared, idx, &entry, e.reason(), &e.to_string()).await;
+            return;
+        }
+    };
+    if let Err(violations) = source.contract.validate(&message) {
+        shared.stats.reserved.fetch_sub(1, Ordering::AcqRel);
+        let text = format!("contract {} violated: {violations}", source.contract.name());
+        dead_letter::poison(&shared, idx, &entry, "contract_violation", &text).await;
+        return;
+    }
+    let Ok(_worker) = shared.workers.acquire().await else {
+        return; // never closed
+    };
+    shared.stats.delivered.fetch_add(1, Ordering::AcqRel);
+    let busy = shared.bus.metrics().workers_busy();
+    busy.inc();
+    let started = Instant::now();
+    let id = entry.id;
+    let delivery = Delivery {
+        contract: source.contract.name_arc().clone(),
+        stream: source.stream.clone(),
+        id: id.clone(),
+        message,
+    };
+    let result = handler.handle(delivery).await;
+    busy.dec();
+    source.counters.handled(started.elapsed(), result.is_ok());
+    match result {
+        Ok(()) => {
+            // If the acker is gone (grace ran out) the entry stays pending.
+            let _ = acks.send(ack::Ack { idx, id, permit });
+        }
+        Err(e) => {
+            shared.stats.handler_errors.fetch_add(1, Ordering::AcqRel);
+            tracing::warn!(
+                stream = %source.stream,
+                group = %shared.group,
+                id = %id,
+                kind = ?e.kind(),
+                error = %e,
+                "handler failed; entry left pending"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ids_parse() {
+        assert_eq!("0".parse(), Ok(StartId::Beginning));
+        assert_eq!("$".parse(), Ok(StartId::New));
+        assert_eq!("12-3".parse(), Ok(StartId::Id("12-3".into())));
+        assert_eq!("12".parse(), Ok(StartId::Id("12".into())));
+        assert!("x-1".parse::<StartId>().is_err());
+        assert!("12-".parse::<StartId>().is_err());
+    }
+
+    #[test]
+    fn options_report_every_problem() {
+        let err = ConsumerOptions::new("", "")
+            .concurrency(0)
+            .block(Duration::ZERO)
+            .check()
+            .expect_err("invalid");
+        let text = err.to_string();
+        for needle in [
+            "group",
+            "consumer name",
+            "no contract",
+            "concurrency",
+            "block",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from {text}");
+        }
+    }
+}

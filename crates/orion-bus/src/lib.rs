@@ -1,0 +1,49 @@
+//! orion-bus: a contract-validated event bus on Redis Streams,
+//! wire-compatible with the ORION Python bus.
+//!
+//! # Layout
+//! - [`contracts`]: loads `*.schema.json` files (JSON Schema Draft 2020-12),
+//!   compiles each once, and validates messages with every violation reported.
+//! - [`wire`]: the wire format shared with the Python bus: stream names,
+//!   the single `data` field, Python-identical JSON encoding, and robust
+//!   decoding of whatever another client wrote.
+//! - [`connection`]: Redis settings (URL, ACL, db, timeouts) and connections.
+//! - [`bus`]: the [`Bus`] handle and validated, optionally pipelined publishing.
+//! - [`consumer`]: consumer groups over several streams, a bounded worker
+//!   pool with backpressure, batched acks, dead-lettering of poison entries,
+//!   and graceful draining on shutdown.
+//! - [`metrics`]: every metric name, and the counters the other modules bump.
+//! - [`http`]: `/healthz`, `/readyz` and `/metrics` for the daemon.
+//! - [`config`]: settings from flags, environment and a TOML file, with every
+//!   problem reported at once.
+//! - [`examples`]: the project's own example contracts, embedded.
+//! - [`demo`]: the end-to-end demo behind `orion-bus demo`.
+//! - [`backoff`]: retry pacing for Redis errors.
+//!
+//! Shutdown is always a parameter (a [`CancellationToken`]); nothing in the
+//! library installs signal handlers.
+
+pub mod backoff;
+pub mod bus;
+pub mod config;
+pub mod connection;
+pub mod consumer;
+pub mod contracts;
+pub mod demo;
+pub mod examples;
+pub mod http;
+pub mod metrics;
+pub mod wire;
+
+pub use bus::{Bus, BusOptions, Prepared, PublishError};
+pub use connection::{ConnectError, RedisSettings};
+pub use consumer::{
+    ConsumeError, Consumer, ConsumerOptions, ConsumerReport, Delivery, Handler, HandlerError,
+    HandlerErrorKind, StartId,
+};
+pub use contracts::{
+    Contract, ContractError, ContractOptions, ContractRegistry, Violation, Violations,
+};
+pub use metrics::Metrics;
+pub use tokio_util::sync::CancellationToken;
+pub use wire::JsonStyle;

@@ -1,0 +1,320 @@
+//! Telemetry: every metric name the bus exposes, and the typed events that
+//! update them together with their log line.
+//!
+//! Owns the Prometheus registry (`prometheus-client`), the metric families,
+//! and the label sets. Names follow `orion_bus_<name>_<unit>[_total]`;
+//! labels are limited to `stream`, `contract`, `group`, `reason` and
+//! `outcome`, never message ids, so cardinality stays bounded by the number
+//! of contracts and groups.
+//!
+//! Hot paths do not look labels up per message: [`Metrics::publisher`] and
+//! [`Metrics::consumer`] hand out pre-resolved counter handles that share
+//! their atomics with the registry.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of publish-side series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PublishLabels {
+    /// Contract name.
+    pub contract: String,
+}
+
+/// Labels of rejected-message series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// Contract name.
+    pub contract: String,
+    /// Why: `contract_violation`, `too_large`, `unknown_contract`, ...
+    pub reason: String,
+}
+
+/// Labels of consume-side series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumeLabels {
+    /// Stream key.
+    pub stream: String,
+    /// Contract name.
+    pub contract: String,
+    /// Consumer group.
+    pub group: String,
+}
+
+/// Labels of dead-letter series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLetterLabels {
+    /// Stream key.
+    pub stream: String,
+    /// Contract name.
+    pub contract: String,
+    /// Consumer group.
+    pub group: String,
+    /// Why: `missing_data`, `not_utf8`, `invalid_json`, `contract_violation`, ...
+    pub reason: String,
+}
+
+/// The registry and every metric family, shared by all bus components.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    published: Family<PublishLabels, Counter>,
+    rejected: Family<RejectLabels, Counter>,
+    consumed: Family<ConsumeLabels, Counter>,
+    acked: Family<ConsumeLabels, Counter>,
+    handler_errors: Family<ConsumeLabels, Counter>,
+    dead_lettered: Family<DeadLetterLabels, Counter>,
+    handler_duration: Family<ConsumeLabels, Histogram>,
+    redis_errors: Counter,
+    workers_busy: Gauge,
+    workers_capacity: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with the `orion_bus` prefix.
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("orion_bus");
+        let published = Family::default();
+        registry.register(
+            "published_messages",
+            "Messages validated and written to their stream",
+            published.clone(),
+        );
+        let rejected = Family::default();
+        registry.register(
+            "rejected_messages",
+            "Messages refused at publish, by reason; nothing was written",
+            rejected.clone(),
+        );
+        let consumed = Family::default();
+        registry.register(
+            "consumed_messages",
+            "Valid entries delivered to a handler",
+            consumed.clone(),
+        );
+        let acked = Family::default();
+        registry.register(
+            "acked_messages",
+            "Entries acknowledged after their handler succeeded",
+            acked.clone(),
+        );
+        let handler_errors = Family::default();
+        registry.register(
+            "handler_errors",
+            "Handler failures; the entry was left pending",
+            handler_errors.clone(),
+        );
+        let dead_lettered = Family::default();
+        registry.register(
+            "dead_lettered_messages",
+            "Entries copied to the dead-letter stream and acked, by reason",
+            dead_lettered.clone(),
+        );
+        let handler_duration = Family::<ConsumeLabels, Histogram>::new_with_constructor(
+            duration_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "handler_duration_seconds",
+            "Time spent in the handler per delivered entry",
+            handler_duration.clone(),
+        );
+        let redis_errors = Counter::default();
+        registry.register(
+            "redis_errors",
+            "Redis commands that failed (connection lost, timeout, server error)",
+            redis_errors.clone(),
+        );
+        let workers_busy = Gauge::default();
+        registry.register(
+            "workers_busy",
+            "Handlers running right now",
+            workers_busy.clone(),
+        );
+        let workers_capacity = Gauge::default();
+        registry.register(
+            "workers_capacity",
+            "Configured handler concurrency, summed over running consumers",
+            workers_capacity.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                published,
+                rejected,
+                consumed,
+                acked,
+                handler_errors,
+                dead_lettered,
+                handler_duration,
+                redis_errors,
+                workers_busy,
+                workers_capacity,
+            }),
+        }
+    }
+
+    /// The registry, in Prometheus text exposition format.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+
+    /// Counter handles for publishing one contract.
+    #[must_use]
+    pub fn publisher(&self, contract: &str) -> PublishCounters {
+        let labels = PublishLabels {
+            contract: contract.to_owned(),
+        };
+        PublishCounters {
+            published: self.inner.published.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// Records a publish refused before anything was written.
+    pub fn rejected(&self, contract: &str, reason: &str) {
+        self.inner
+            .rejected
+            .get_or_create(&RejectLabels {
+                contract: contract.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counter handles for one (stream, contract, group).
+    #[must_use]
+    pub fn consumer(&self, stream: &str, contract: &str, group: &str) -> ConsumeCounters {
+        let labels = ConsumeLabels {
+            stream: stream.to_owned(),
+            contract: contract.to_owned(),
+            group: group.to_owned(),
+        };
+        ConsumeCounters {
+            consumed: self.inner.consumed.get_or_create(&labels).clone(),
+            acked: self.inner.acked.get_or_create(&labels).clone(),
+            handler_errors: self.inner.handler_errors.get_or_create(&labels).clone(),
+            handler_duration: self.inner.handler_duration.get_or_create(&labels).clone(),
+            labels,
+            metrics: self.clone(),
+        }
+    }
+
+    /// Records a failed Redis command.
+    pub fn redis_error(&self) {
+        self.inner.redis_errors.inc();
+    }
+
+    /// Handle on the busy-workers gauge.
+    #[must_use]
+    pub fn workers_busy(&self) -> Gauge {
+        self.inner.workers_busy.clone()
+    }
+
+    /// Handle on the worker-capacity gauge.
+    #[must_use]
+    pub fn workers_capacity(&self) -> Gauge {
+        self.inner.workers_capacity.clone()
+    }
+}
+
+fn duration_histogram() -> Histogram {
+    // 100 µs .. ~105 s: covers fast handlers and 3-12 s LLM calls.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 21))
+}
+
+/// Pre-resolved publish counters for one contract.
+#[derive(Clone, Debug)]
+pub struct PublishCounters {
+    /// Messages written.
+    pub published: Counter,
+}
+
+/// Pre-resolved consume counters for one (stream, contract, group).
+#[derive(Clone, Debug)]
+pub struct ConsumeCounters {
+    labels: ConsumeLabels,
+    metrics: Metrics,
+    /// Entries delivered to the handler.
+    pub consumed: Counter,
+    /// Entries acked.
+    pub acked: Counter,
+    /// Handler failures.
+    pub handler_errors: Counter,
+    /// Handler duration.
+    pub handler_duration: Histogram,
+}
+
+impl ConsumeCounters {
+    /// Records an entry dead-lettered for `reason`.
+    pub fn dead_lettered(&self, reason: &str) {
+        self.metrics
+            .inner
+            .dead_lettered
+            .get_or_create(&DeadLetterLabels {
+                stream: self.labels.stream.clone(),
+                contract: self.labels.contract.clone(),
+                group: self.labels.group.clone(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records a handler run.
+    pub fn handled(&self, took: Duration, ok: bool) {
+        self.consumed.inc();
+        self.handler_duration.observe(took.as_secs_f64());
+        if !ok {
+            self.handler_errors.inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_convention() {
+        let m = Metrics::new();
+        m.publisher("event").published.inc();
+        m.rejected("event", "contract_violation");
+        let c = m.consumer("orion:events", "event", "g");
+        c.handled(Duration::from_millis(2), false);
+        c.acked.inc();
+        c.dead_lettered("invalid_json");
+        let text = m.encode();
+        for line in [
+            "orion_bus_published_messages_total{contract=\"event\"} 1",
+            "orion_bus_rejected_messages_total{contract=\"event\",reason=\"contract_violation\"} 1",
+            "orion_bus_consumed_messages_total{stream=\"orion:events\",contract=\"event\",group=\"g\"} 1",
+            "orion_bus_handler_errors_total{stream=\"orion:events\",contract=\"event\",group=\"g\"} 1",
+            "orion_bus_acked_messages_total{stream=\"orion:events\",contract=\"event\",group=\"g\"} 1",
+            "orion_bus_dead_lettered_messages_total{stream=\"orion:events\",contract=\"event\",group=\"g\",reason=\"invalid_json\"} 1",
+            "orion_bus_handler_duration_seconds_count{stream=\"orion:events\",contract=\"event\",group=\"g\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}
