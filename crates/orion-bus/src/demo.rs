@@ -308,14 +308,14 @@ async fn try_invalid(bus: &Bus) -> Result<Vec<String>, DemoError> {
     bad_enum["action"] = json!("reboot-everything");
     let mut bad_uuid = crate::examples::sensor_reading(2);
     bad_uuid["reading_id"] = json!("12345");
-    let mut oversized = crate::examples::alert(2);
-    oversized["summary"] = json!("x".repeat(2 * bus.options().max_message_bytes));
+    let mut oversized = crate::examples::sensor_reading(3);
+    oversized["tags"] = json!({"blob": "x".repeat(2 * bus.options().max_message_bytes)});
     let attempts = [
         ("sensor.reading", missing),
         ("alert", extra),
         ("command", bad_enum),
         ("sensor.reading", bad_uuid),
-        ("alert", oversized),
+        ("sensor.reading", oversized),
         ("no.such.contract", json!({})),
     ];
     let mut out = Vec::new();

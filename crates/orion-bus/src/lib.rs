@@ -14,6 +14,7 @@
 //!   and graceful draining on shutdown.
 //! - [`metrics`]: every metric name, and the counters the other modules bump.
 //! - [`http`]: `/healthz`, `/readyz` and `/metrics` for the daemon.
+//! - [`inspect`]: group-less reading for `tail`, and CLI input splitting.
 //! - [`config`]: settings from flags, environment and a TOML file, with every
 //!   problem reported at once.
 //! - [`examples`]: the project's own example contracts, embedded.
@@ -32,6 +33,7 @@ pub mod contracts;
 pub mod demo;
 pub mod examples;
 pub mod http;
+pub mod inspect;
 pub mod metrics;
 pub mod wire;
 

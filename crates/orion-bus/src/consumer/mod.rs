@@ -564,6 +564,10 @@ async fn create_group(
     }
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
 /// The reading half: builds each `XREADGROUP` and survives Redis faults.
 struct Reader<'a> {
     shared: Arc<Shared>,
@@ -583,35 +587,66 @@ impl Reader<'_> {
         permits: usize,
     ) -> Vec<(usize, RawEntry)> {
         let n = self.shared.sources.len();
-        // XREADGROUP's COUNT applies per stream: read from at most `permits`
-        // streams, with COUNT = permits / streams, so the total never
-        // exceeds the permits held.
-        let streams = n.min(permits);
-        let count = (permits / streams).min(self.options.read_count).max(1);
-        let picked: Vec<usize> = (0..streams).map(|i| (self.rotation + i) % n).collect();
-        if streams < n {
-            self.rotation = (self.rotation + streams) % n;
+        if permits >= n {
+            // XREADGROUP's COUNT applies per stream: COUNT = permits / n
+            // keeps the total within the permits held.
+            let count = (permits / n).min(self.options.read_count);
+            let all: Vec<usize> = (0..n).collect();
+            return self.read_group(conn, &all, count, Some(self.options.block)).await;
         }
+        // Fewer permits than streams: poll subsets of `permits` streams
+        // without blocking, rotating so that no stream starves...
+        for _ in 0..n.div_ceil(permits) {
+            let picked: Vec<usize> = (0..permits).map(|i| (self.rotation + i) % n).collect();
+            self.rotation = (self.rotation + permits) % n;
+            let entries = self.read_group(conn, &picked, 1, None).await;
+            if !entries.is_empty() {
+                return entries;
+            }
+        }
+        // ...and when all are empty, wait (group-less, reading nothing) for
+        // a new entry on any of them, then let the caller try again.
+        self.wait_for_new(conn).await;
+        Vec::new()
+    }
+
+    /// One `XREADGROUP` over `picked` streams; retries errors with backoff.
+    async fn read_group(
+        &mut self,
+        conn: &mut ConnectionManager,
+        picked: &[usize],
+        count: usize,
+        block: Option<Duration>,
+    ) -> Vec<(usize, RawEntry)> {
         loop {
             let mut cmd = redis::cmd("XREADGROUP");
             cmd.arg("GROUP")
                 .arg(&self.shared.group)
                 .arg(&self.shared.consumer)
                 .arg("COUNT")
-                .arg(count)
-                .arg("BLOCK")
-                .arg(u64::try_from(self.options.block.as_millis()).unwrap_or(u64::MAX))
-                .arg("STREAMS");
-            for &i in &picked {
+                .arg(count);
+            if let Some(block) = block {
+                cmd.arg("BLOCK").arg(millis(block));
+            }
+            cmd.arg("STREAMS");
+            for &i in picked {
                 cmd.arg(&*self.shared.sources[i].stream);
             }
-            for _ in &picked {
+            for _ in picked {
                 cmd.arg(">");
             }
             match cmd.query_async::<redis::Value>(conn).await {
                 Ok(reply) => {
                     self.backoff.reset();
-                    return self.route(reply);
+                    let entries = self.route(reply);
+                    tracing::trace!(
+                        group = %self.shared.group,
+                        count,
+                        streams = picked.len(),
+                        got = entries.len(),
+                        "XREADGROUP"
+                    );
+                    return entries;
                 }
                 Err(e) => {
                     self.shared.bus.metrics().redis_error();
@@ -619,7 +654,7 @@ impl Reader<'_> {
                         // Stream or group deleted under us: recreate and go on.
                         tracing::warn!(group = %self.shared.group, error = %e, "group missing; recreating");
                         let mut c = self.shared.conn.clone();
-                        for &i in &picked {
+                        for &i in picked {
                             let s = &self.shared.sources[i].stream;
                             if let Err(e) =
                                 create_group(&mut c, s, &self.shared.group, &self.options.start_id)
@@ -634,6 +669,28 @@ impl Reader<'_> {
                     tokio::time::sleep(self.backoff.next_delay()).await;
                 }
             }
+        }
+    }
+
+    /// Blocks (up to `block`) until any stream gets a new entry, using a
+    /// plain `XREAD ... $`, which delivers nothing to the group.
+    async fn wait_for_new(&mut self, conn: &mut ConnectionManager) {
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(1)
+            .arg("BLOCK")
+            .arg(millis(self.options.block))
+            .arg("STREAMS");
+        for s in &self.shared.sources {
+            cmd.arg(&*s.stream);
+        }
+        for _ in &self.shared.sources {
+            cmd.arg("$");
+        }
+        if let Err(e) = cmd.query_async::<redis::Value>(conn).await {
+            self.shared.bus.metrics().redis_error();
+            tracing::warn!(group = %self.shared.group, error = %e, "XREAD failed; backing off");
+            tokio::time::sleep(self.backoff.next_delay()).await;
         }
     }
 

@@ -1,0 +1,404 @@
+//! One function per subcommand: glue between the command line and the
+//! library. Data goes to stdout, diagnostics to stderr.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orion_bus::config::Settings;
+use orion_bus::inspect::{self, split_json_input};
+use orion_bus::{
+    Bus, ContractRegistry, Consumer, Delivery, HandlerError, Metrics, PublishError,
+};
+use orion_bus_harness::RedisServer;
+use serde_json::json;
+
+use crate::{Command, EXIT_FAILED, EXIT_USAGE};
+
+/// Largest number of messages written in one pipeline by `publish`.
+const PUBLISH_CHUNK: usize = 1000;
+
+pub async fn run(command: Command, settings: Settings) -> ExitCode {
+    match command {
+        Command::Validate { contract, file } => validate(&settings, &contract, &file),
+        Command::Publish { contract, file } => publish(&settings, &contract, &file).await,
+        Command::Consume {
+            contracts,
+            group,
+            consumer,
+            count,
+        } => consume(&settings, contracts, group, consumer, count).await,
+        Command::Tail {
+            contract,
+            from,
+            count,
+            follow,
+        } => tail(&settings, &contract, from, count, follow).await,
+        Command::Serve => serve(&settings).await,
+        Command::Demo { messages } => demo(&settings, messages).await,
+    }
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("orion-bus: {message}");
+    ExitCode::from(code)
+}
+
+fn load_contracts(settings: &Settings) -> Result<ContractRegistry, ExitCode> {
+    ContractRegistry::load_dir(&settings.contracts_dir, settings.contracts)
+        .map_err(|e| fail(EXIT_USAGE, e))
+}
+
+async fn connect(settings: &Settings, registry: ContractRegistry) -> Result<Bus, ExitCode> {
+    Bus::connect(
+        settings.redis.clone(),
+        registry,
+        settings.bus.clone(),
+        Metrics::new(),
+    )
+    .await
+    .map_err(|e| fail(EXIT_FAILED, e))
+}
+
+fn read_input(file: &str) -> Result<String, ExitCode> {
+    let mut text = String::new();
+    let result = if file == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(file).map(|t| text = t)
+    };
+    result.map_err(|e| fail(EXIT_USAGE, format!("cannot read {file}: {e}")))?;
+    Ok(text)
+}
+
+fn validate(settings: &Settings, contract: &str, file: &str) -> ExitCode {
+    let registry = match load_contracts(settings) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let contract = match registry.get(contract) {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let text = match read_input(file) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let messages = split_json_input(&text);
+    if messages.is_empty() {
+        return fail(EXIT_FAILED, "no message in the input");
+    }
+    let mut invalid = 0;
+    for (line, message) in &messages {
+        let problems: Vec<String> = match serde_json::from_str(message) {
+            Err(e) => vec![format!("not valid JSON: {e}")],
+            Ok(value) => match contract.validate(&value) {
+                Ok(()) => continue,
+                Err(v) => v.iter().map(ToString::to_string).collect(),
+            },
+        };
+        invalid += 1;
+        for p in problems {
+            println!("line {line}: {p}");
+        }
+    }
+    if invalid == 0 {
+        println!("{} message(s) valid against {}", messages.len(), contract.name());
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "{invalid} of {} message(s) invalid against {}",
+            messages.len(),
+            contract.name()
+        );
+        ExitCode::from(EXIT_FAILED)
+    }
+}
+
+async fn publish(settings: &Settings, contract: &str, file: &str) -> ExitCode {
+    let registry = match load_contracts(settings) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if let Err(e) = registry.get(contract) {
+        return fail(EXIT_USAGE, e);
+    }
+    let text = match read_input(file) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let messages = split_json_input(&text);
+    if messages.is_empty() {
+        return fail(EXIT_FAILED, "no message in the input");
+    }
+    let bus = match connect(settings, registry).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    // Validate everything before writing anything.
+    let mut prepared = Vec::with_capacity(messages.len());
+    let mut errors = Vec::new();
+    for (line, message) in &messages {
+        match bus.prepare_json(contract, message.as_bytes()) {
+            Ok(p) => prepared.push(p),
+            Err(e) => errors.push(format!("line {line}: {}", describe(&e))),
+        }
+    }
+    if !errors.is_empty() {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        return fail(
+            EXIT_FAILED,
+            format!(
+                "{} of {} message(s) invalid; nothing was published",
+                errors.len(),
+                messages.len()
+            ),
+        );
+    }
+    let mut stdout = std::io::stdout().lock();
+    for chunk in prepared.chunks(PUBLISH_CHUNK) {
+        match bus.publish_prepared(chunk).await {
+            Ok(ids) => {
+                for id in ids {
+                    let _ = writeln!(stdout, "{id}");
+                }
+            }
+            Err(e) => return fail(EXIT_FAILED, e),
+        }
+    }
+    let _ = stdout.flush();
+    ExitCode::SUCCESS
+}
+
+fn describe(e: &PublishError) -> String {
+    match e {
+        PublishError::Invalid { violations, .. } => violations
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+async fn consume(
+    settings: &Settings,
+    contracts: Vec<String>,
+    group: String,
+    consumer: String,
+    count: Option<u64>,
+) -> ExitCode {
+    let registry = match load_contracts(settings) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    for c in &contracts {
+        if let Err(e) = registry.get(c) {
+            return fail(EXIT_USAGE, e);
+        }
+    }
+    let bus = match connect(settings, registry).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let mut options = settings.consumer.clone();
+    options.group = group;
+    options.consumer = consumer;
+    options.contracts = contracts;
+    options.limit = count;
+    // One handler at a time keeps the output in delivery order.
+    options.concurrency = 1;
+    let consumer = match Consumer::new(&bus, options).await {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_FAILED, e),
+    };
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let shutdown = crate::signal::shutdown_token();
+    let handler = move |d: Delivery| {
+        let out = out.clone();
+        async move {
+            let line = json!({
+                "contract": d.contract(),
+                "stream": d.stream(),
+                "id": d.id(),
+                "data": d.message(),
+            });
+            let mut out = out
+                .lock()
+                .map_err(|_| HandlerError::retryable("stdout lock poisoned"))?;
+            // The entry is acked only if its line was written.
+            writeln!(out, "{line}")
+                .and_then(|()| out.flush())
+                .map_err(HandlerError::retryable)
+        }
+    };
+    match consumer.run(handler, shutdown).await {
+        Ok(report) => {
+            tracing::info!(?report, "consume finished");
+            if report.handler_errors > 0 {
+                ExitCode::from(EXIT_FAILED)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => fail(EXIT_FAILED, e),
+    }
+}
+
+async fn tail(
+    settings: &Settings,
+    contract_name: &str,
+    from: Option<String>,
+    count: Option<usize>,
+    follow: bool,
+) -> ExitCode {
+    let registry = match load_contracts(settings) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let contract = match registry.get(contract_name) {
+        Ok(c) => c.clone(),
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let bus = match connect(settings, registry).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let stream = match bus.stream_for(contract_name) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let max_bytes = settings.bus.max_message_bytes;
+    let count = count.unwrap_or(10);
+    let mut conn = bus.connection();
+    let first = match &from {
+        Some(id) => inspect::range_from(&mut conn, &stream, id, count).await,
+        None => inspect::last_entries(&mut conn, &stream, count).await,
+    };
+    let entries = match first {
+        Ok(e) => e,
+        Err(e) => return fail(EXIT_FAILED, e),
+    };
+    let mut last = entries.last().map(|e| e.id.clone());
+    let print = |entry: &orion_bus::wire::RawEntry| {
+        let record = inspect::judge(&contract, &stream, entry, max_bytes);
+        match serde_json::to_string(&record) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("orion-bus: cannot print {}: {e}", entry.id),
+        }
+    };
+    entries.iter().for_each(print);
+    if !follow {
+        return ExitCode::SUCCESS;
+    }
+    let mut after = match last.take() {
+        Some(id) => id,
+        None => match &from {
+            Some(id) => id.clone(),
+            None => match inspect::last_id(&mut conn, &stream).await {
+                Ok(id) => id,
+                Err(e) => return fail(EXIT_FAILED, e),
+            },
+        },
+    };
+    let shutdown = crate::signal::shutdown_token();
+    let mut reader = match settings.redis.connect_blocking(settings.consumer.block).await {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_FAILED, e),
+    };
+    let mut backoff = orion_bus::backoff::Backoff::redis();
+    loop {
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return ExitCode::SUCCESS,
+            r = inspect::read_after(&mut reader, &stream, &after, 100, settings.consumer.block) => r,
+        };
+        match read {
+            Ok(entries) => {
+                backoff.reset();
+                for entry in &entries {
+                    print(entry);
+                    after.clone_from(&entry.id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(stream = %stream, error = %e, "XREAD failed; retrying");
+                if !backoff.wait(&shutdown).await {
+                    return ExitCode::SUCCESS;
+                }
+            }
+        }
+    }
+}
+
+async fn serve(settings: &Settings) -> ExitCode {
+    let registry = match load_contracts(settings) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let bus = match connect(settings, registry).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let shutdown = crate::signal::shutdown_token();
+    let result = orion_bus::http::serve(settings.http_addr, bus, shutdown, |addr| {
+        tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
+    })
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(EXIT_FAILED, format!("http server on {}: {e}", settings.http_addr)),
+    }
+}
+
+async fn demo(settings: &Settings, messages: u64) -> ExitCode {
+    // A throwaway server unless the user pointed us at one.
+    let mut server = None;
+    let mut redis = settings.redis.clone();
+    if !settings.redis_url_given {
+        match RedisServer::start() {
+            Ok(s) => {
+                println!("started a throwaway redis-server on {} (data in {})", s.url(), s.dir().display());
+                redis = orion_bus::RedisSettings::new(s.url());
+                server = Some(s);
+            }
+            Err(e) => return fail(EXIT_FAILED, e),
+        }
+    }
+    let registry = if settings.contracts_dir_given {
+        ContractRegistry::load_dir(&settings.contracts_dir, settings.contracts)
+    } else {
+        orion_bus::examples::registry(settings.contracts)
+    };
+    let registry = match registry {
+        Ok(r) => r,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let options = settings.bus.clone().prefix(orion_bus::demo::DEMO_PREFIX);
+    let bus = match Bus::connect(redis, registry, options, Metrics::new()).await {
+        Ok(b) => b,
+        Err(e) => return fail(EXIT_FAILED, e),
+    };
+    let shutdown = crate::signal::shutdown_token();
+    let timeout = Duration::from_secs(120);
+    let result = tokio::time::timeout(timeout, orion_bus::demo::run(&bus, messages, shutdown)).await;
+    let code = match result {
+        Ok(Ok(report)) => {
+            println!("{report}");
+            if report.is_consistent() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+        Ok(Err(e)) => fail(EXIT_FAILED, e),
+        Err(_) => fail(EXIT_FAILED, format!("demo did not finish within {timeout:?}")),
+    };
+    if let Some(mut s) = server {
+        s.stop();
+        println!("stopped the throwaway redis-server");
+    }
+    code
+}

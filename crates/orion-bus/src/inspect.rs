@@ -1,0 +1,194 @@
+//! Reading streams without a consumer group, for operators.
+//!
+//! Owns `tail`'s logic: reading a range or following new entries with plain
+//! `XRANGE`/`XREVRANGE`/`XREAD` (never a group, never an ack), and judging
+//! each entry against its contract without trusting it. Also owns
+//! [`split_json_input`], which turns CLI input (one JSON document or NDJSON)
+//! into messages.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::contracts::{Contract, Violation};
+use crate::wire::{self, RawEntry};
+
+/// One entry as `tail` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TailRecord {
+    /// The contract of the stream.
+    pub contract: String,
+    /// The stream key.
+    pub stream: String,
+    /// The entry id.
+    pub id: String,
+    /// True when the entry decodes and conforms to its contract.
+    pub valid: bool,
+    /// Why it is not valid (decode error), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Contract violations, if any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+    /// The message, when it is JSON.
+    pub data: Option<Value>,
+    /// The raw payload (lossy UTF-8), when it is not JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+}
+
+/// Judges one entry against `contract`.
+#[must_use]
+pub fn judge(contract: &Contract, stream: &str, entry: &RawEntry, max_bytes: usize) -> TailRecord {
+    let mut record = TailRecord {
+        contract: contract.name().to_owned(),
+        stream: stream.to_owned(),
+        id: entry.id.clone(),
+        valid: false,
+        error: None,
+        violations: Vec::new(),
+        data: None,
+        raw: None,
+    };
+    match entry.decode(max_bytes) {
+        Ok(value) => {
+            if let Err(v) = contract.validate(&value) {
+                record.violations = v.0;
+            } else {
+                record.valid = true;
+            }
+            record.data = Some(value);
+        }
+        Err(e) => {
+            record.error = Some(e.to_string());
+            record.raw = entry.data().ok().map(|b| String::from_utf8_lossy(b).into_owned());
+        }
+    }
+    record
+}
+
+/// The last `count` entries of a stream, oldest first.
+///
+/// # Errors
+/// Redis errors, or a reply of unexpected shape.
+pub async fn last_entries(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    count: usize,
+) -> Result<Vec<RawEntry>, redis::RedisError> {
+    let raw: redis::Value = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    let mut entries = wire::parse_entries(raw).map_err(shape_error)?;
+    entries.reverse();
+    Ok(entries)
+}
+
+/// Up to `count` entries with ids `>= from`, oldest first.
+///
+/// # Errors
+/// Redis errors, or a reply of unexpected shape.
+pub async fn range_from(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    from: &str,
+    count: usize,
+) -> Result<Vec<RawEntry>, redis::RedisError> {
+    let raw: redis::Value = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg(from)
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    wire::parse_entries(raw).map_err(shape_error)
+}
+
+/// Entries after `after` (exclusive), waiting up to `block` for some.
+///
+/// # Errors
+/// Redis errors, or a reply of unexpected shape.
+pub async fn read_after(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    after: &str,
+    count: usize,
+    block: Duration,
+) -> Result<Vec<RawEntry>, redis::RedisError> {
+    let raw: redis::Value = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX).max(1))
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(after)
+        .query_async(conn)
+        .await?;
+    Ok(wire::parse_read_reply(raw)
+        .map_err(shape_error)?
+        .into_iter()
+        .flat_map(|s| s.entries)
+        .collect())
+}
+
+/// The id of the newest entry, or `0-0` for an empty or missing stream.
+///
+/// # Errors
+/// Redis errors.
+pub async fn last_id(conn: &mut ConnectionManager, stream: &str) -> Result<String, redis::RedisError> {
+    Ok(last_entries(conn, stream, 1)
+        .await?
+        .pop()
+        .map_or_else(|| "0-0".to_owned(), |e| e.id))
+}
+
+fn shape_error(e: wire::ReplyShapeError) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "unexpected reply", e.0))
+}
+
+/// Splits CLI input into messages: the whole input if it is one JSON
+/// document (pretty-printed or not), else one message per non-empty line
+/// (NDJSON). Returns `(line number, text)` pairs; line numbers are 1-based.
+#[must_use]
+pub fn split_json_input(input: &str) -> Vec<(usize, &str)> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Vec::new();
+    }
+    if serde_json::from_str::<serde::de::IgnoredAny>(trimmed).is_ok() {
+        let line = input.len() - input.trim_start().len();
+        let line = input[..line].matches('\n').count() + 1;
+        return vec![(line, trimmed)];
+    }
+    input
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| (i + 1, l.trim()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_documents_and_ndjson() {
+        assert_eq!(split_json_input("{\n  \"a\": 1\n}\n"), vec![(1, "{\n  \"a\": 1\n}")]);
+        assert_eq!(
+            split_json_input("{\"a\":1}\n\n{\"a\":2}\n"),
+            vec![(1, "{\"a\":1}"), (3, "{\"a\":2}")]
+        );
+        assert_eq!(split_json_input("{\"a\":1}\n{broken\n"), vec![(1, "{\"a\":1}"), (2, "{broken")]);
+        assert!(split_json_input("  \n").is_empty());
+    }
+}

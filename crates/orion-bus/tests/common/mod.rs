@@ -1,0 +1,122 @@
+//! Shared helpers for the integration tests: a throwaway redis-server, a
+//! bus on it, raw Redis access for asserting what is on the wire, and the
+//! location of ORION's real contracts.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use orion_bus::{Bus, BusOptions, ContractOptions, ContractRegistry, Metrics, RedisSettings};
+use orion_bus_harness::RedisServer;
+use redis::aio::ConnectionManager;
+
+/// Starts a private redis-server (panics with its log if it cannot).
+pub fn server() -> RedisServer {
+    RedisServer::start().unwrap_or_else(|e| panic!("cannot start redis-server: {e}"))
+}
+
+/// A bus on `server` with the example contracts and default options.
+pub async fn bus(server: &RedisServer) -> Bus {
+    bus_with(server, BusOptions::default()).await
+}
+
+/// A bus on `server` with the example contracts and the given options.
+pub async fn bus_with(server: &RedisServer, options: BusOptions) -> Bus {
+    let registry = orion_bus::examples::registry(ContractOptions::default()).expect("examples");
+    Bus::connect(RedisSettings::new(server.url()), registry, options, Metrics::new())
+        .await
+        .expect("connect")
+}
+
+/// A bus on `server` with the given registry.
+pub async fn bus_for(server: &RedisServer, registry: ContractRegistry) -> Bus {
+    Bus::connect(
+        RedisSettings::new(server.url()),
+        registry,
+        BusOptions::default(),
+        Metrics::new(),
+    )
+    .await
+    .expect("connect")
+}
+
+/// A raw connection for assertions and for writing garbage.
+pub async fn raw(server: &RedisServer) -> ConnectionManager {
+    redis::Client::open(server.url())
+        .expect("client")
+        .get_connection_manager()
+        .await
+        .expect("raw connection")
+}
+
+/// Ids of the entries pending in `group` on `stream`, in order.
+pub async fn pending_ids(conn: &mut ConnectionManager, stream: &str, group: &str) -> Vec<String> {
+    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .arg("-")
+        .arg("+")
+        .arg(10_000)
+        .query_async(conn)
+        .await
+        .expect("XPENDING");
+    rows.into_iter().map(|r| r.0).collect()
+}
+
+/// Every entry of a stream as (id, field/value pairs), raw bytes.
+pub async fn entries(conn: &mut ConnectionManager, stream: &str) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+    let raw: redis::Value = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .expect("XRANGE");
+    orion_bus::wire::parse_entries(raw)
+        .expect("entries")
+        .into_iter()
+        .map(|e| (e.id, e.fields.unwrap_or_default()))
+        .collect()
+}
+
+/// Length of a stream (0 if missing).
+pub async fn xlen(conn: &mut ConnectionManager, stream: &str) -> u64 {
+    redis::cmd("XLEN").arg(stream).query_async(conn).await.expect("XLEN")
+}
+
+/// ORION's real contracts (`../shared/orion-contracts` beside the repo, or
+/// `$ORION_CONTRACTS_DIR`), or `None` with a message saying the tests using
+/// them are skipped.
+pub fn orion_contracts_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("ORION_CONTRACTS_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/orion-contracts"),
+        PathBuf::from,
+    );
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: ORION contracts not found at {} (set ORION_CONTRACTS_DIR); tests that need them did nothing",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Polls `check` every 20 ms until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
