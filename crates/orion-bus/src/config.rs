@@ -546,6 +546,26 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_setting() {
+        let readme = include_str!("../../../README.md");
+        for spec in SETTINGS {
+            let row = format!("| `--{}` | `{}` |", spec.flag(), spec.env);
+            assert!(
+                readme.contains(&row),
+                "README lacks the row for {}",
+                spec.key
+            );
+            if let Some(default) = spec.default {
+                assert!(
+                    readme.contains(&format!("{row} `{default}` |")),
+                    "README gives the wrong default for {}",
+                    spec.key
+                );
+            }
+        }
+    }
+
+    #[test]
     fn missing_file_is_a_problem() {
         let err = resolve(&Given::new(), Some(Path::new("/nonexistent/orion.toml")))
             .expect_err("missing");

@@ -63,7 +63,10 @@ pub fn judge(contract: &Contract, stream: &str, entry: &RawEntry, max_bytes: usi
         }
         Err(e) => {
             record.error = Some(e.to_string());
-            record.raw = entry.data().ok().map(|b| String::from_utf8_lossy(b).into_owned());
+            record.raw = entry
+                .data()
+                .ok()
+                .map(|b| String::from_utf8_lossy(b).into_owned());
         }
     }
     record
@@ -144,7 +147,10 @@ pub async fn read_after(
 ///
 /// # Errors
 /// Redis errors.
-pub async fn last_id(conn: &mut ConnectionManager, stream: &str) -> Result<String, redis::RedisError> {
+pub async fn last_id(
+    conn: &mut ConnectionManager,
+    stream: &str,
+) -> Result<String, redis::RedisError> {
     Ok(last_entries(conn, stream, 1)
         .await?
         .pop()
@@ -152,7 +158,11 @@ pub async fn last_id(conn: &mut ConnectionManager, stream: &str) -> Result<Strin
 }
 
 fn shape_error(e: wire::ReplyShapeError) -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "unexpected reply", e.0))
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected reply",
+        e.0,
+    ))
 }
 
 /// Splits CLI input into messages: the whole input if it is one JSON
@@ -183,12 +193,18 @@ mod tests {
 
     #[test]
     fn splits_documents_and_ndjson() {
-        assert_eq!(split_json_input("{\n  \"a\": 1\n}\n"), vec![(1, "{\n  \"a\": 1\n}")]);
+        assert_eq!(
+            split_json_input("{\n  \"a\": 1\n}\n"),
+            vec![(1, "{\n  \"a\": 1\n}")]
+        );
         assert_eq!(
             split_json_input("{\"a\":1}\n\n{\"a\":2}\n"),
             vec![(1, "{\"a\":1}"), (3, "{\"a\":2}")]
         );
-        assert_eq!(split_json_input("{\"a\":1}\n{broken\n"), vec![(1, "{\"a\":1}"), (2, "{broken")]);
+        assert_eq!(
+            split_json_input("{\"a\":1}\n{broken\n"),
+            vec![(1, "{\"a\":1}"), (2, "{broken")]
+        );
         assert!(split_json_input("  \n").is_empty());
     }
 }

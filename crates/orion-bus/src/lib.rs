@@ -49,3 +49,8 @@ pub use contracts::{
 pub use metrics::Metrics;
 pub use tokio_util::sync::CancellationToken;
 pub use wire::JsonStyle;
+
+/// The README's code examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -17,7 +17,9 @@ use serde_json::json;
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
 /// A handler that records (contract, id) and succeeds.
-fn recorder(seen: &Seen) -> impl Fn(Delivery) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static {
+fn recorder(
+    seen: &Seen,
+) -> impl Fn(Delivery) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static {
     let seen = seen.clone();
     move |d: Delivery| {
         seen.lock()
@@ -33,11 +35,16 @@ async fn round_trip_delivers_validated_messages_and_acks_them() {
     let bus = common::bus(&server).await;
     let mut raw = common::raw(&server).await;
     let msgs: Vec<_> = (0..100).map(examples::sensor_reading).collect();
-    let ids = bus.publish_batch("sensor.reading", &msgs).await.expect("publish");
+    let ids = bus
+        .publish_batch("sensor.reading", &msgs)
+        .await
+        .expect("publish");
 
     let consumer = Consumer::new(
         &bus,
-        ConsumerOptions::new("g", "c1").contract("sensor.reading").limit(100),
+        ConsumerOptions::new("g", "c1")
+            .contract("sensor.reading")
+            .limit(100),
     )
     .await
     .expect("consumer");
@@ -46,7 +53,9 @@ async fn round_trip_delivers_validated_messages_and_acks_them() {
     let report = consumer
         .run(
             move |d: Delivery| {
-                sink.lock().expect("lock").push((d.id().to_owned(), d.message().clone()));
+                sink.lock()
+                    .expect("lock")
+                    .push((d.id().to_owned(), d.message().clone()));
                 async { Ok(()) }
             },
             CancellationToken::new(),
@@ -62,7 +71,11 @@ async fn round_trip_delivers_validated_messages_and_acks_them() {
     for (id, sent) in ids.iter().zip(&msgs) {
         assert_eq!(got.get(id), Some(sent), "entry {id} delivered as published");
     }
-    assert!(common::pending_ids(&mut raw, "orion:sensor.readings", "g").await.is_empty());
+    assert!(
+        common::pending_ids(&mut raw, "orion:sensor.readings", "g")
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -87,7 +100,10 @@ async fn group_creation_is_idempotent_and_start_id_is_honoured() {
     )
     .await
     .expect("fresh");
-    let new_id = bus.publish("alert", &examples::alert(9)).await.expect("publish");
+    let new_id = bus
+        .publish("alert", &examples::alert(9))
+        .await
+        .expect("publish");
 
     let seen: Seen = Arc::default();
     fresh
@@ -101,13 +117,22 @@ async fn group_creation_is_idempotent_and_start_id_is_honoured() {
     );
 
     let seen: Seen = Arc::default();
-    Consumer::new(&bus, ConsumerOptions::new("replay", "c").contract("alert").limit(4))
-        .await
-        .expect("replay")
-        .run(recorder(&seen), CancellationToken::new())
-        .await
-        .expect("run");
-    assert_eq!(seen.lock().expect("lock").len(), 4, "a 0 group replays the whole stream");
+    Consumer::new(
+        &bus,
+        ConsumerOptions::new("replay", "c")
+            .contract("alert")
+            .limit(4),
+    )
+    .await
+    .expect("replay")
+    .run(recorder(&seen), CancellationToken::new())
+    .await
+    .expect("run");
+    assert_eq!(
+        seen.lock().expect("lock").len(),
+        4,
+        "a 0 group replays the whole stream"
+    );
 
     // Groups were created with MKSTREAM even for streams with no entries.
     let mut raw = common::raw(&server).await;
@@ -120,7 +145,10 @@ async fn group_creation_is_idempotent_and_start_id_is_honoured() {
         .query_async(&mut raw)
         .await
         .expect("group exists");
-    assert!(matches!(groups, redis::Value::Array(ref g) if g.len() == 1), "{groups:?}");
+    assert!(
+        matches!(groups, redis::Value::Array(ref g) if g.len() == 1),
+        "{groups:?}"
+    );
 }
 
 #[tokio::test]
@@ -129,7 +157,10 @@ async fn one_consumer_reads_several_contracts() {
     let bus = common::bus(&server).await;
     let mut raw = common::raw(&server).await;
     let commands = bus
-        .publish_batch("command", &(0..20).map(examples::command).collect::<Vec<_>>())
+        .publish_batch(
+            "command",
+            &(0..20).map(examples::command).collect::<Vec<_>>(),
+        )
         .await
         .expect("publish");
     let alerts = bus
@@ -151,12 +182,28 @@ async fn one_consumer_reads_several_contracts() {
     .expect("run");
     assert_eq!(report.acked, 35);
     let seen = seen.lock().expect("lock").clone();
-    let got_commands: BTreeSet<_> = seen.iter().filter(|(c, _)| c == "command").map(|(_, id)| id.clone()).collect();
-    let got_alerts: BTreeSet<_> = seen.iter().filter(|(c, _)| c == "alert").map(|(_, id)| id.clone()).collect();
+    let got_commands: BTreeSet<_> = seen
+        .iter()
+        .filter(|(c, _)| c == "command")
+        .map(|(_, id)| id.clone())
+        .collect();
+    let got_alerts: BTreeSet<_> = seen
+        .iter()
+        .filter(|(c, _)| c == "alert")
+        .map(|(_, id)| id.clone())
+        .collect();
     assert_eq!(got_commands, commands.into_iter().collect());
     assert_eq!(got_alerts, alerts.into_iter().collect());
-    assert!(common::pending_ids(&mut raw, "orion:commands", "commander").await.is_empty());
-    assert!(common::pending_ids(&mut raw, "orion:alerts", "commander").await.is_empty());
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "commander")
+            .await
+            .is_empty()
+    );
+    assert!(
+        common::pending_ids(&mut raw, "orion:alerts", "commander")
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -165,7 +212,9 @@ async fn limit_over_several_streams_leaves_nothing_pending() {
     let bus = common::bus(&server).await;
     let mut raw = common::raw(&server).await;
     for contract in ["command", "alert", "sensor.reading"] {
-        let msgs: Vec<_> = (0..10).filter_map(|n| examples::sample(contract, n)).collect();
+        let msgs: Vec<_> = (0..10)
+            .filter_map(|n| examples::sample(contract, n))
+            .collect();
         bus.publish_batch(contract, &msgs).await.expect("publish");
     }
     // Fewer than one entry per stream left, several times over.
@@ -198,27 +247,33 @@ async fn handler_errors_leave_exactly_those_entries_pending() {
     let bus = common::bus(&server).await;
     let mut raw = common::raw(&server).await;
     let ids = bus
-        .publish_batch("command", &(0..10).map(examples::command).collect::<Vec<_>>())
+        .publish_batch(
+            "command",
+            &(0..10).map(examples::command).collect::<Vec<_>>(),
+        )
         .await
         .expect("publish");
     let failing: BTreeSet<String> = [ids[1].clone(), ids[4].clone(), ids[9].clone()].into();
     let fail = failing.clone();
-    let report = Consumer::new(&bus, ConsumerOptions::new("g", "c").contract("command").limit(10))
-        .await
-        .expect("consumer")
-        .run(
-            move |d: Delivery| {
-                let result = if fail.contains(d.id()) {
-                    Err(HandlerError::retryable("downstream unavailable"))
-                } else {
-                    Ok(())
-                };
-                async move { result }
-            },
-            CancellationToken::new(),
-        )
-        .await
-        .expect("run");
+    let report = Consumer::new(
+        &bus,
+        ConsumerOptions::new("g", "c").contract("command").limit(10),
+    )
+    .await
+    .expect("consumer")
+    .run(
+        move |d: Delivery| {
+            let result = if fail.contains(d.id()) {
+                Err(HandlerError::retryable("downstream unavailable"))
+            } else {
+                Ok(())
+            };
+            async move { result }
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("run");
     assert_eq!(report.delivered, 10);
     assert_eq!(report.acked, 7);
     assert_eq!(report.handler_errors, 3);
@@ -237,7 +292,11 @@ async fn handler_errors_leave_exactly_those_entries_pending() {
 #[tokio::test]
 async fn poison_entries_are_dead_lettered_with_their_raw_payload_and_acked() {
     let server = common::server();
-    let bus = common::bus_with(&server, orion_bus::BusOptions::default().max_message_bytes(4096)).await;
+    let bus = common::bus_with(
+        &server,
+        orion_bus::BusOptions::default().max_message_bytes(4096),
+    )
+    .await;
     let mut raw = common::raw(&server).await;
     let stream = "orion:sensor.readings";
     let mut invalid = examples::sensor_reading(5);
@@ -251,7 +310,10 @@ async fn poison_entries_are_dead_lettered_with_their_raw_payload_and_acked() {
         (b"data", invalid, "contract_violation"),
         (b"data", oversized.into_bytes(), "too_large"),
     ];
-    let valid_before = bus.publish("sensor.reading", &examples::sensor_reading(1)).await.expect("publish");
+    let valid_before = bus
+        .publish("sensor.reading", &examples::sensor_reading(1))
+        .await
+        .expect("publish");
     let mut poison_ids = Vec::new();
     for (field, value, _) in &poison {
         let id: String = redis::cmd("XADD")
@@ -264,28 +326,46 @@ async fn poison_entries_are_dead_lettered_with_their_raw_payload_and_acked() {
             .expect("raw XADD");
         poison_ids.push(id);
     }
-    let valid_after = bus.publish("sensor.reading", &examples::sensor_reading(2)).await.expect("publish");
+    let valid_after = bus
+        .publish("sensor.reading", &examples::sensor_reading(2))
+        .await
+        .expect("publish");
 
     let seen: Seen = Arc::default();
-    let report = Consumer::new(&bus, ConsumerOptions::new("g", "c").contract("sensor.reading").limit(2))
-        .await
-        .expect("consumer")
-        .run(recorder(&seen), CancellationToken::new())
-        .await
-        .expect("run never fails on poison");
+    let report = Consumer::new(
+        &bus,
+        ConsumerOptions::new("g", "c")
+            .contract("sensor.reading")
+            .limit(2),
+    )
+    .await
+    .expect("consumer")
+    .run(recorder(&seen), CancellationToken::new())
+    .await
+    .expect("run never fails on poison");
     assert_eq!(report.delivered, 2);
     assert_eq!(report.dead_lettered, 5);
-    let delivered: Vec<String> = seen.lock().expect("lock").iter().map(|(_, id)| id.clone()).collect();
+    let delivered: Vec<String> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, id)| id.clone())
+        .collect();
     assert_eq!(
         delivered.into_iter().collect::<BTreeSet<_>>(),
         [valid_before, valid_after].into_iter().collect(),
         "the handler only ever sees valid messages"
     );
-    assert!(common::pending_ids(&mut raw, stream, "g").await.is_empty(), "poison is acked");
+    assert!(
+        common::pending_ids(&mut raw, stream, "g").await.is_empty(),
+        "poison is acked"
+    );
 
     let dead = common::entries(&mut raw, "orion:sensor.readings:dlq").await;
     assert_eq!(dead.len(), 5);
-    for (((_, fields), (field, value, reason)), original_id) in dead.iter().zip(&poison).zip(&poison_ids) {
+    for (((_, fields), (field, value, reason)), original_id) in
+        dead.iter().zip(&poison).zip(&poison_ids)
+    {
         let get = |name: &str| {
             fields
                 .iter()
@@ -304,7 +384,11 @@ async fn poison_entries_are_dead_lettered_with_their_raw_payload_and_acked() {
         if *field == b"data" {
             assert_eq!(&get("data"), value, "raw payload kept byte for byte");
         } else {
-            assert_eq!(&get("field:payload"), value, "fields of a data-less entry kept");
+            assert_eq!(
+                &get("field:payload"),
+                value,
+                "fields of a data-less entry kept"
+            );
         }
     }
     let metrics = bus.metrics().encode();
@@ -319,9 +403,12 @@ async fn backpressure_stops_reading_at_the_in_flight_cap() {
     let server = common::server();
     let bus = common::bus(&server).await;
     let mut raw = common::raw(&server).await;
-    bus.publish_batch("command", &(0..50).map(examples::command).collect::<Vec<_>>())
-        .await
-        .expect("publish");
+    bus.publish_batch(
+        "command",
+        &(0..50).map(examples::command).collect::<Vec<_>>(),
+    )
+    .await
+    .expect("publish");
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let running = Arc::new(AtomicUsize::new(0));
     let max_running = Arc::new(AtomicUsize::new(0));
@@ -354,22 +441,37 @@ async fn backpressure_stops_reading_at_the_in_flight_cap() {
     assert!(
         common::eventually(Duration::from_secs(5), || {
             let mut raw = raw.clone();
-            async move { common::pending_ids(&mut raw, "orion:commands", "g").await.len() == 5 }
+            async move {
+                common::pending_ids(&mut raw, "orion:commands", "g")
+                    .await
+                    .len()
+                    == 5
+            }
         })
         .await
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        common::pending_ids(&mut raw, "orion:commands", "g").await.len(),
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .len(),
         5,
         "the reader stopped at the cap"
     );
-    assert_eq!(running.load(Ordering::SeqCst), 2, "concurrency bounds running handlers");
+    assert_eq!(
+        running.load(Ordering::SeqCst),
+        2,
+        "concurrency bounds running handlers"
+    );
     gate.add_permits(50);
     let report = task.await.expect("join").expect("run");
     assert_eq!(report.acked, 50);
     assert!(max_running.load(Ordering::SeqCst) <= 2);
-    assert!(common::pending_ids(&mut raw, "orion:commands", "g").await.is_empty());
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -424,15 +526,24 @@ async fn shutdown_acks_finished_handlers_and_leaves_unfinished_ones_pending() {
     shutdown.cancel();
     let report = task.await.expect("join").expect("run");
     let took = asked.elapsed();
-    assert!(took < Duration::from_secs(3), "bounded by the grace period, took {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "bounded by the grace period, took {took:?}"
+    );
     assert_eq!(report.acked, 3);
     assert_eq!(report.abandoned, 3);
     let pending: BTreeSet<String> = common::pending_ids(&mut raw, "orion:alerts", "g")
         .await
         .into_iter()
         .collect();
-    assert_eq!(pending, slow, "unfinished handlers' entries stay pending, never acked");
-    assert!(pending.is_disjoint(&fast), "finished handlers were acked during the drain");
+    assert_eq!(
+        pending, slow,
+        "unfinished handlers' entries stay pending, never acked"
+    );
+    assert!(
+        pending.is_disjoint(&fast),
+        "finished handlers were acked during the drain"
+    );
 }
 
 #[tokio::test]
@@ -476,11 +587,16 @@ async fn shutdown_stops_reading_and_drains_in_flight_work() {
     );
     shutdown.cancel();
     let report = task.await.expect("join").expect("run");
-    assert_eq!(report.abandoned, 0, "everything in flight finished within the grace");
+    assert_eq!(
+        report.abandoned, 0,
+        "everything in flight finished within the grace"
+    );
     assert_eq!(report.acked, report.delivered);
     assert!(report.delivered < 100, "reading stopped at shutdown");
     assert!(
-        common::pending_ids(&mut raw, "orion:alerts", "g").await.is_empty(),
+        common::pending_ids(&mut raw, "orion:alerts", "g")
+            .await
+            .is_empty(),
         "all delivered entries were acked"
     );
 }
@@ -506,7 +622,9 @@ async fn a_blocking_reader_does_not_stall_publishing_on_the_same_bus() {
     tokio::time::sleep(Duration::from_millis(300)).await; // the reader is now blocked
     let started = Instant::now();
     for n in 0..20 {
-        bus.publish("alert", &examples::alert(n)).await.expect("publish");
+        bus.publish("alert", &examples::alert(n))
+            .await
+            .expect("publish");
     }
     let took = started.elapsed();
     assert!(
@@ -514,7 +632,9 @@ async fn a_blocking_reader_does_not_stall_publishing_on_the_same_bus() {
         "20 publishes took {took:?} while a 30 s BLOCK was outstanding"
     );
     // The reader is not stuck either: it wakes for its own stream.
-    bus.publish("command", &examples::command(1)).await.expect("publish");
+    bus.publish("command", &examples::command(1))
+        .await
+        .expect("publish");
     assert!(
         common::eventually(Duration::from_secs(10), || {
             let n = seen.lock().expect("lock").len();
@@ -585,9 +705,90 @@ async fn consumer_reconnects_after_redis_restarts() {
         .expect("join")
         .expect("run");
     assert_eq!(report.delivered, 20);
-    let ids: BTreeSet<String> = seen.lock().expect("lock").iter().map(|(_, id)| id.clone()).collect();
+    let ids: BTreeSet<String> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, id)| id.clone())
+        .collect();
     let expected: BTreeSet<String> = first.into_iter().chain(second).collect();
-    assert_eq!(ids, expected, "every message delivered once across the restart");
+    assert_eq!(
+        ids, expected,
+        "every message delivered once across the restart"
+    );
     let mut raw = common::raw(&server).await;
-    assert!(common::pending_ids(&mut raw, "orion:alerts", "g").await.is_empty());
+    assert!(
+        common::pending_ids(&mut raw, "orion:alerts", "g")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn concurrency_one_handles_entries_in_order() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let ids = bus
+        .publish_batch(
+            "command",
+            &(0..200).map(examples::command).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("publish");
+    let seen: Seen = Arc::default();
+    Consumer::new(
+        &bus,
+        ConsumerOptions::new("g", "c")
+            .contract("command")
+            .concurrency(1)
+            .limit(200),
+    )
+    .await
+    .expect("consumer")
+    .run(recorder(&seen), CancellationToken::new())
+    .await
+    .expect("run");
+    let got: Vec<String> = seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(got, ids, "stream order preserved");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_leaves_its_entry_pending_and_the_consumer_alive() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let ids = bus
+        .publish_batch("alert", &(0..5).map(examples::alert).collect::<Vec<_>>())
+        .await
+        .expect("publish");
+    let bad = ids[2].clone();
+    let report = Consumer::new(
+        &bus,
+        ConsumerOptions::new("g", "c")
+            .contract("alert")
+            .concurrency(1)
+            .limit(5),
+    )
+    .await
+    .expect("consumer")
+    .run(
+        move |d: Delivery| {
+            assert_ne!(d.id(), bad, "handler bug");
+            async { Ok(()) }
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("run survives the panic");
+    assert_eq!(report.acked, 4);
+    assert_eq!(report.handler_errors, 1);
+    assert_eq!(
+        common::pending_ids(&mut raw, "orion:alerts", "g").await,
+        vec![ids[2].clone()]
+    );
 }

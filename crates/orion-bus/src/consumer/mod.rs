@@ -6,8 +6,8 @@
 //! - the **reader** (this file) runs `XREADGROUP` on a connection of its
 //!   own, over every stream the consumer listens to, and only reads as many
 //!   entries as it holds in-flight permits for (backpressure);
-//! - one **task per entry** decodes and validates it, waits for a worker
-//!   slot, and runs the handler;
+//! - a pool of `concurrency` **workers** ([`worker`]) takes entries in read
+//!   order, decodes and validates each, and runs the handler;
 //! - the **acker** ([`ack`]) batches `XACK`s for handlers that succeeded;
 //! - poison entries go to [`dead_letter`].
 //!
@@ -17,6 +17,7 @@
 mod ack;
 mod dead_letter;
 pub mod handler;
+mod worker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -297,6 +298,8 @@ struct Stats {
     dead_lettered: AtomicU64,
     /// Entries read and not (yet) known to be poison, for `limit`.
     reserved: AtomicU64,
+    /// Entries read whose processing has not finished (queued or running).
+    unfinished: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -305,10 +308,21 @@ struct Shared {
     consumer: String,
     max_message_bytes: usize,
     sources: Vec<Source>,
-    workers: Semaphore,
     conn: ConnectionManager,
     stats: Stats,
+    /// Signalled each time a worker finishes an entry.
+    progress: Notify,
+    /// Handlers running now (gauge).
+    busy: prometheus_client::metrics::gauge::Gauge,
     bus: Bus,
+}
+
+/// One entry queued for the worker pool, with its in-flight slot.
+#[derive(Debug)]
+struct Work {
+    idx: usize,
+    entry: RawEntry,
+    permit: OwnedSemaphorePermit,
 }
 
 /// A consumer bound to a group and its streams; run it with [`Consumer::run`].
@@ -386,9 +400,10 @@ impl Consumer {
             consumer: options.consumer.clone(),
             max_message_bytes: bus.options().max_message_bytes,
             sources,
-            workers: Semaphore::new(options.concurrency),
             conn: bus.connection(),
             stats: Stats::default(),
+            progress: Notify::new(),
+            busy: bus.metrics().workers_busy(),
             bus: bus.clone(),
         });
         let handler = Arc::new(handler);
@@ -398,10 +413,24 @@ impl Consumer {
         // finished during the drain. It is stopped by closing its channel,
         // or aborted when the grace period runs out.
         let acker = tokio::spawn(ack::run(shared.clone(), ack_rx));
+        // The worker pool: `concurrency` tasks taking entries in read
+        // order from one queue (so concurrency 1 handles them in order).
+        // The queue needs no bound of its own: in-flight permits bound it.
+        let (work_tx, work_rx) = mpsc::unbounded_channel::<Work>();
+        let work_rx = Arc::new(tokio::sync::Mutex::new(work_rx));
+        let mut workers = JoinSet::new();
+        for _ in 0..options.concurrency {
+            workers.spawn(worker::run(
+                shared.clone(),
+                handler.clone(),
+                work_rx.clone(),
+                ack_tx.clone(),
+            ));
+        }
+        drop(ack_tx);
         let capacity = bus.metrics().workers_capacity();
         capacity.inc_by(options.concurrency as i64);
 
-        let mut tasks = JoinSet::new();
         let mut reader = Reader {
             shared: shared.clone(),
             options: &options,
@@ -415,20 +444,18 @@ impl Consumer {
             "consumer started"
         );
         loop {
-            while let Some(done) = tasks.try_join_next() {
-                note_task_end(&shared, done);
-            }
             // The limit: deliver exactly `limit` entries, reading no more.
             let mut budget = usize::MAX;
             if let Some(limit) = options.limit {
                 let reserved = shared.stats.reserved.load(Ordering::Acquire);
                 if reserved >= limit {
-                    if tasks.is_empty() {
+                    if shared.stats.unfinished.load(Ordering::Acquire) == 0 {
                         break;
                     }
+                    // Poison among the unfinished would free budget again.
                     tokio::select! {
                         () = shutdown.cancelled() => break,
-                        Some(done) = tasks.join_next() => note_task_end(&shared, done),
+                        () = shared.progress.notified() => {}
                     }
                     continue;
                 }
@@ -438,10 +465,6 @@ impl Consumer {
             let mut permit = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    note_task_end(&shared, done);
-                    continue;
-                }
                 p = in_flight.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break, // never closed; treated as shutdown
@@ -465,22 +488,23 @@ impl Consumer {
                     break;
                 };
                 shared.stats.reserved.fetch_add(1, Ordering::AcqRel);
-                tasks.spawn(process(
-                    shared.clone(),
-                    handler.clone(),
-                    ack_tx.clone(),
+                shared.stats.unfinished.fetch_add(1, Ordering::AcqRel);
+                // Workers only stop when this sender is dropped.
+                let _ = work_tx.send(Work {
                     idx,
                     entry,
-                    slot,
-                ));
+                    permit: slot,
+                });
             }
         }
 
-        // Drain: no more reads; in-flight handlers get the grace period.
+        // Drain: no more reads; queued and running entries get the grace
+        // period, then whatever is unfinished is abandoned (left pending).
+        drop(work_tx);
         let deadline = tokio::time::Instant::now() + options.shutdown_grace;
         let drain_started = Instant::now();
         tracing::info!(
-            in_flight = tasks.len(),
+            unfinished = shared.stats.unfinished.load(Ordering::Acquire),
             grace = ?options.shutdown_grace,
             "consumer stopping: draining in-flight entries"
         );
@@ -488,24 +512,18 @@ impl Consumer {
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => {
-                    abandoned = tasks.len() as u64;
-                    if abandoned > 0 {
-                        tracing::warn!(
-                            group = %options.group,
-                            abandoned,
-                            "grace period ran out: abandoning handlers; their entries stay pending"
-                        );
-                    }
-                    tasks.shutdown().await;
+                    workers.shutdown().await;
+                    abandoned = shared.stats.unfinished.load(Ordering::Acquire);
+                    tracing::warn!(
+                        group = %options.group,
+                        abandoned,
+                        "grace period ran out: abandoning handlers; their entries stay pending"
+                    );
                     break;
                 }
-                done = tasks.join_next() => match done {
-                    Some(done) => note_task_end(&shared, done),
-                    None => break,
-                },
+                done = workers.join_next() => if done.is_none() { break },
             }
         }
-        drop(ack_tx);
         let mut acker = acker;
         tokio::select! {
             _ = &mut acker => {}
@@ -525,16 +543,6 @@ impl Consumer {
         };
         tracing::info!(?report, drained_in = ?drain_started.elapsed(), "consumer stopped");
         Ok(report)
-    }
-}
-
-fn note_task_end(shared: &Shared, done: Result<(), tokio::task::JoinError>) {
-    if let Err(e) = done
-        && e.is_panic()
-    {
-        // The entry's permit was released by unwinding; it was not acked.
-        shared.stats.handler_errors.fetch_add(1, Ordering::AcqRel);
-        tracing::error!(group = %shared.group, "handler panicked; its entry stays pending");
     }
 }
 
@@ -592,7 +600,9 @@ impl Reader<'_> {
             // keeps the total within the permits held.
             let count = (permits / n).min(self.options.read_count);
             let all: Vec<usize> = (0..n).collect();
-            return self.read_group(conn, &all, count, Some(self.options.block)).await;
+            return self
+                .read_group(conn, &all, count, Some(self.options.block))
+                .await;
         }
         // Fewer permits than streams: poll subsets of `permits` streams
         // without blocking, rotating so that no stream starves...
@@ -722,68 +732,6 @@ impl Reader<'_> {
             }
         }
         out
-    }
-}
-
-/// One entry's life: decode, validate, run the handler, hand to the acker
-/// (or dead-letter it). `permit` is its in-flight slot, released when it
-/// was acked, dead-lettered, or left pending.
-async fn process<H: Handler>(
-    shared: Arc<Shared>,
-    handler: Arc<H>,
-    acks: mpsc::UnboundedSender<ack::Ack>,
-    idx: usize,
-    entry: RawEntry,
-    permit: OwnedSemaphorePermit,
-) {
-    let source = &shared.sources[idx];
-    let message = match entry.decode(shared.max_message_bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            shared.stats.reserved.fetch_sub(1, Ordering::AcqRel);
-            dead_letter::poison(&shared, idx, &entry, e.reason(), &e.to_string()).await;
-            return;
-        }
-    };
-    if let Err(violations) = source.contract.validate(&message) {
-        shared.stats.reserved.fetch_sub(1, Ordering::AcqRel);
-        let text = format!("contract {} violated: {violations}", source.contract.name());
-        dead_letter::poison(&shared, idx, &entry, "contract_violation", &text).await;
-        return;
-    }
-    let Ok(_worker) = shared.workers.acquire().await else {
-        return; // never closed
-    };
-    shared.stats.delivered.fetch_add(1, Ordering::AcqRel);
-    let busy = shared.bus.metrics().workers_busy();
-    busy.inc();
-    let started = Instant::now();
-    let id = entry.id;
-    let delivery = Delivery {
-        contract: source.contract.name_arc().clone(),
-        stream: source.stream.clone(),
-        id: id.clone(),
-        message,
-    };
-    let result = handler.handle(delivery).await;
-    busy.dec();
-    source.counters.handled(started.elapsed(), result.is_ok());
-    match result {
-        Ok(()) => {
-            // If the acker is gone (grace ran out) the entry stays pending.
-            let _ = acks.send(ack::Ack { idx, id, permit });
-        }
-        Err(e) => {
-            shared.stats.handler_errors.fetch_add(1, Ordering::AcqRel);
-            tracing::warn!(
-                stream = %source.stream,
-                group = %shared.group,
-                id = %id,
-                kind = ?e.kind(),
-                error = %e,
-                "handler failed; entry left pending"
-            );
-        }
     }
 }
 

@@ -23,9 +23,14 @@ pub async fn bus(server: &RedisServer) -> Bus {
 /// A bus on `server` with the example contracts and the given options.
 pub async fn bus_with(server: &RedisServer, options: BusOptions) -> Bus {
     let registry = orion_bus::examples::registry(ContractOptions::default()).expect("examples");
-    Bus::connect(RedisSettings::new(server.url()), registry, options, Metrics::new())
-        .await
-        .expect("connect")
+    Bus::connect(
+        RedisSettings::new(server.url()),
+        registry,
+        options,
+        Metrics::new(),
+    )
+    .await
+    .expect("connect")
 }
 
 /// A bus on `server` with the given registry.
@@ -64,7 +69,10 @@ pub async fn pending_ids(conn: &mut ConnectionManager, stream: &str, group: &str
 }
 
 /// Every entry of a stream as (id, field/value pairs), raw bytes.
-pub async fn entries(conn: &mut ConnectionManager, stream: &str) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+pub async fn entries(
+    conn: &mut ConnectionManager,
+    stream: &str,
+) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
     let raw: redis::Value = redis::cmd("XRANGE")
         .arg(stream)
         .arg("-")
@@ -81,7 +89,11 @@ pub async fn entries(conn: &mut ConnectionManager, stream: &str) -> Vec<(String,
 
 /// Length of a stream (0 if missing).
 pub async fn xlen(conn: &mut ConnectionManager, stream: &str) -> u64 {
-    redis::cmd("XLEN").arg(stream).query_async(conn).await.expect("XLEN")
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query_async(conn)
+        .await
+        .expect("XLEN")
 }
 
 /// ORION's real contracts (`../shared/orion-contracts` beside the repo, or

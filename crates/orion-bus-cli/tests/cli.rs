@@ -1,0 +1,485 @@
+//! The `orion-bus` command end to end, against a real redis-server:
+//! exit codes, all-or-nothing publishing, consuming with --count, tail,
+//! serve's endpoints and signal handling, configuration errors and the demo.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use orion_bus_harness::RedisServer;
+
+fn contracts_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contracts")
+}
+
+/// The binary with a clean environment pointing at `server`.
+fn cmd(server: Option<&RedisServer>) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_orion-bus"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ORION_BUS_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("ORION_BUS_CONTRACTS_DIR", contracts_dir())
+        .env("ORION_BUS_LOG_LEVEL", "warn");
+    if let Some(s) = server {
+        c.env("ORION_BUS_REDIS_URL", s.url());
+    }
+    c
+}
+
+fn run(c: &mut Command, stdin: &str) -> Output {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn orion-bus");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn redis_cli(server: &RedisServer, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(server.port().to_string())
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    text(&out.stdout).trim().to_owned()
+}
+
+fn sample(contract: &str, n: u64) -> String {
+    orion_bus::examples::sample(contract, n)
+        .expect("example contract")
+        .to_string()
+}
+
+#[test]
+fn validate_exit_codes() {
+    let good = sample("alert", 1);
+    let out = run(cmd(None).args(["validate", "alert", "-"]), &good);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("1 message(s) valid"));
+
+    // NDJSON, second line invalid in two ways.
+    let mut bad: serde_json::Value = serde_json::from_str(&good).expect("json");
+    bad["severity"] = "meh".into();
+    bad["alert_id"] = "nope".into();
+    let input = format!("{good}\n{bad}\n");
+    let out = run(cmd(None).args(["validate", "alert"]), &input);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("line 2: /severity"), "{stdout}");
+    assert!(stdout.contains("line 2: /alert_id"), "{stdout}");
+    assert!(stdout.contains("1 of 2 message(s) invalid"), "{stdout}");
+
+    let out = run(cmd(None).args(["validate", "no.such"]), &good);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown contract"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = run(cmd(None).args(["validate"]), "");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "missing argument is a usage error"
+    );
+}
+
+#[test]
+fn invalid_configuration_lists_every_problem() {
+    let mut c = cmd(None);
+    c.env("ORION_BUS_MAX_LEN", "lots").args([
+        "--block",
+        "soon",
+        "--concurrency",
+        "0",
+        "validate",
+        "alert",
+    ]);
+    let out = run(&mut c, "{}");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    for needle in [
+        "ORION_BUS_MAX_LEN",
+        "--block",
+        "--concurrency",
+        "3 problem(s)",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing: {stderr}");
+    }
+    let mut c = cmd(None);
+    c.env("ORION_BUS_CONTRACTS_DIR", "/nonexistent")
+        .args(["validate", "alert"]);
+    let out = run(&mut c, "{}");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent"));
+}
+
+#[test]
+fn config_file_and_precedence() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("orion.toml");
+    std::fs::write(&file, "prefix = \"fromfile\"\nmax_len = 0\n").expect("write");
+    let server = RedisServer::start().expect("redis");
+    let mut c = cmd(Some(&server));
+    c.args(["--config"]).arg(&file).args(["publish", "command"]);
+    let out = run(&mut c, &sample("command", 1));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(redis_cli(&server, &["XLEN", "fromfile:commands"]), "1");
+    // The flag beats the file.
+    let mut c = cmd(Some(&server));
+    c.args(["--config"])
+        .arg(&file)
+        .args(["--prefix", "fromflag", "publish", "command"]);
+    let out = run(&mut c, &sample("command", 2));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(redis_cli(&server, &["XLEN", "fromflag:commands"]), "1");
+}
+
+#[test]
+fn publish_is_all_or_nothing() {
+    let server = RedisServer::start().expect("redis");
+    let input: String = (0..3).map(|n| sample("command", n) + "\n").collect();
+    let out = run(cmd(Some(&server)).args(["publish", "command"]), &input);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let ids: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(ids.len(), 3, "one id per message");
+    let stored = redis_cli(&server, &["XRANGE", "orion:commands", "-", "+"]);
+    for id in &ids {
+        assert!(stored.contains(id.as_str()), "{id} not in {stored}");
+    }
+
+    let bad = format!(
+        "{}\n{{\"version\": \"1.0\"}}\n{}\n",
+        sample("command", 5),
+        sample("command", 6)
+    );
+    let out = run(cmd(Some(&server)).args(["publish", "command"]), &bad);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("line 2:"), "{stderr}");
+    assert!(stderr.contains("nothing was published"), "{stderr}");
+    assert!(text(&out.stdout).is_empty());
+    assert_eq!(
+        redis_cli(&server, &["XLEN", "orion:commands"]),
+        "3",
+        "nothing written"
+    );
+
+    // A single pretty-printed document is one message.
+    let pretty = serde_json::to_string_pretty(&orion_bus::examples::alert(1)).expect("json");
+    let out = run(cmd(Some(&server)).args(["publish", "alert", "-"]), &pretty);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 1);
+}
+
+#[test]
+fn consume_with_count_prints_ndjson_and_leaves_nothing_pending() {
+    let server = RedisServer::start().expect("redis");
+    let input: String = (0..5).map(|n| sample("alert", n) + "\n").collect();
+    let out = run(cmd(Some(&server)).args(["publish", "alert"]), &input);
+    let ids: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(ids.len(), 5);
+
+    let consume = |n: &str| {
+        run(
+            cmd(Some(&server)).args([
+                "consume",
+                "alert",
+                "--group",
+                "ops",
+                "--consumer",
+                "ops-1",
+                "--count",
+                n,
+            ]),
+            "",
+        )
+    };
+    let out = consume("3");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON line"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for (line, id) in lines.iter().zip(&ids) {
+        assert_eq!(line["contract"], "alert");
+        assert_eq!(line["stream"], "orion:alerts");
+        assert_eq!(line["id"], id.as_str(), "delivery order");
+        assert_eq!(line["data"]["version"], "1.0");
+    }
+    assert_eq!(
+        redis_cli(&server, &["XPENDING", "orion:alerts", "ops"])
+            .lines()
+            .next(),
+        Some("0")
+    );
+    let out = consume("2");
+    let rest: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("NDJSON line"))
+        .collect();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0]["id"], ids[3].as_str(), "nothing was skipped");
+    assert_eq!(rest[1]["id"], ids[4].as_str());
+    assert_eq!(
+        redis_cli(&server, &["XPENDING", "orion:alerts", "ops"])
+            .lines()
+            .next(),
+        Some("0")
+    );
+}
+
+#[test]
+fn tail_marks_contract_violations_and_never_acks() {
+    let server = RedisServer::start().expect("redis");
+    let out = run(
+        cmd(Some(&server)).args(["publish", "alert"]),
+        &sample("alert", 1),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    redis_cli(
+        &server,
+        &[
+            "XADD",
+            "orion:alerts",
+            "*",
+            "data",
+            "{\"version\": \"2.0\"}",
+        ],
+    );
+    redis_cli(&server, &["XADD", "orion:alerts", "*", "data", "not json"]);
+    let out = run(
+        cmd(Some(&server)).args(["tail", "alert", "--count", "10"]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let records: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0]["valid"], true);
+    assert_eq!(records[1]["valid"], false);
+    assert!(
+        records[1]["violations"]
+            .as_array()
+            .expect("violations")
+            .iter()
+            .any(|v| v["instance_path"] == "/version"),
+        "{}",
+        records[1]
+    );
+    assert_eq!(records[2]["valid"], false);
+    assert_eq!(records[2]["raw"], "not json");
+    // --from and --count.
+    let from = records[1]["id"].as_str().expect("id");
+    let out = run(
+        cmd(Some(&server)).args(["tail", "alert", "--from", from, "--count", "1"]),
+        "",
+    );
+    assert_eq!(text(&out.stdout).lines().count(), 1);
+    assert!(text(&out.stdout).contains(from));
+    assert_eq!(
+        redis_cli(&server, &["XINFO", "GROUPS", "orion:alerts"]),
+        "",
+        "no group created"
+    );
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+fn terminate(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn serve_exposes_health_readiness_and_metrics_and_stops_on_sigterm() {
+    let server = RedisServer::start().expect("redis");
+    let port = orion_bus_harness::free_port().expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = cmd(Some(&server))
+        .args(["serve", "--http-addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let start = Instant::now();
+    let mut health = None;
+    while start.elapsed() < Duration::from_secs(10) && health.is_none() {
+        health = http_get(&addr, "/healthz");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let health = health.expect("serve answers /healthz");
+    assert!(
+        health.starts_with("HTTP/1.0 200") || health.starts_with("HTTP/1.1 200"),
+        "{health}"
+    );
+    let ready = http_get(&addr, "/readyz").expect("readyz");
+    assert!(ready.contains(" 200 "), "{ready}");
+    assert!(ready.contains("3 contracts"), "{ready}");
+    let metrics = http_get(&addr, "/metrics").expect("metrics");
+    assert!(
+        metrics.contains("# TYPE orion_bus_published_messages counter"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("orion_bus_workers_capacity"), "{metrics}");
+
+    terminate(child.id());
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
+}
+
+#[test]
+fn readyz_fails_when_redis_is_down() {
+    let mut server = RedisServer::start().expect("redis");
+    let port = orion_bus_harness::free_port().expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = cmd(Some(&server))
+        .args(["serve", "--http-addr", &addr, "--command-timeout", "500ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let start = Instant::now();
+    while http_get(&addr, "/healthz").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill();
+    let ready = http_get(&addr, "/readyz").expect("readyz answers");
+    assert!(ready.contains(" 503 "), "{ready}");
+    let health = http_get(&addr, "/healthz").expect("healthz");
+    assert!(
+        health.contains(" 200 "),
+        "the process is still up: {health}"
+    );
+    terminate(child.id());
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
+
+#[test]
+fn consume_stops_gracefully_on_sigterm() {
+    let server = RedisServer::start().expect("redis");
+    let mut child = cmd(Some(&server))
+        .args([
+            "consume",
+            "alert",
+            "command",
+            "--group",
+            "g",
+            "--consumer",
+            "c",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn consume");
+    // Wait until the group exists, i.e. the consumer is reading.
+    let start = Instant::now();
+    while !redis_cli(&server, &["XINFO", "GROUPS", "orion:commands"]).contains('g') {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "consumer did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = run(
+        cmd(Some(&server)).args(["publish", "command"]),
+        &sample("command", 1),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let start = Instant::now();
+    while redis_cli(&server, &["XPENDING", "orion:commands", "g"])
+        .lines()
+        .next()
+        != Some("0")
+        || !redis_cli(&server, &["XINFO", "GROUPS", "orion:commands"]).contains("entries-read\n1")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "message not consumed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    terminate(child.id());
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+}
+
+#[test]
+fn demo_runs_against_its_own_throwaway_server() {
+    let out = run(cmd(None).args(["demo", "--messages", "600"]), "");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("started a throwaway redis-server"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("OK: every valid message consumed once"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("stopped the throwaway redis-server"),
+        "{stdout}"
+    );
+}
