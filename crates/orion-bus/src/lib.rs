@@ -40,8 +40,8 @@ pub mod wire;
 pub use bus::{Bus, BusOptions, Prepared, PublishError};
 pub use connection::{ConnectError, RedisSettings};
 pub use consumer::{
-    ConsumeError, Consumer, ConsumerOptions, ConsumerReport, Delivery, Handler, HandlerError,
-    HandlerErrorKind, StartId,
+    ConsumeError, Consumer, ConsumerOptions, ConsumerReport, Delivery, ErrorPolicy, Handler,
+    HandlerError, HandlerErrorKind, Idempotency, StartId,
 };
 pub use contracts::{
     Contract, ContractError, ContractOptions, ContractRegistry, Violation, Violations,

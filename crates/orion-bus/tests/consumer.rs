@@ -380,7 +380,9 @@ async fn poison_entries_are_dead_lettered_with_their_raw_payload_and_acked() {
         assert_eq!(get("consumer"), b"c");
         assert_eq!(get("reason"), reason.as_bytes());
         assert!(!get("error").is_empty());
-        assert!(!get("failed_at").is_empty());
+        assert!(!get("first_failure").is_empty());
+        assert!(!get("last_failure").is_empty());
+        assert_eq!(get("deliveries"), b"1");
         if *field == b"data" {
             assert_eq!(&get("data"), value, "raw payload kept byte for byte");
         } else {

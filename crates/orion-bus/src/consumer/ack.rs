@@ -26,6 +26,8 @@ pub(super) struct Ack {
     pub id: String,
     /// The entry's in-flight slot, freed after the ack.
     pub permit: OwnedSemaphorePermit,
+    /// Delivered before: its failure record is removed with the ack.
+    pub retried: bool,
 }
 
 /// Runs until the channel closes and everything queued has been acked.
@@ -38,7 +40,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let pipe = build(&shared, &mut batch);
         loop {
-            match pipe.query_async::<Vec<i64>>(&mut conn).await {
+            match pipe.query_async::<redis::Value>(&mut conn).await {
                 Ok(_) => {
                     backoff.reset();
                     break;
@@ -59,15 +61,25 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack
         for ack in batch.drain(..) {
             shared.sources[ack.idx].counters.acked.inc();
             shared.stats.acked.fetch_add(1, Ordering::AcqRel);
+            shared.untrack(ack.idx, &ack.id);
             drop(ack.permit);
         }
     }
 }
 
-/// One `XACK stream group id...` per stream present in the batch.
+/// One `XACK stream group id...` per stream present in the batch, plus
+/// the removal of failure records of entries that had failed before.
 fn build(shared: &Shared, batch: &mut [Ack]) -> redis::Pipeline {
     batch.sort_by_key(|a| a.idx);
     let mut pipe = redis::pipe();
+    for a in batch.iter() {
+        if a.retried {
+            pipe.cmd("HDEL")
+                .arg(&shared.sources[a.idx].failures)
+                .arg(&super::dead_letter::record_fields(&a.id))
+                .ignore();
+        }
+    }
     let mut start = 0;
     while start < batch.len() {
         let idx = batch[start].idx;

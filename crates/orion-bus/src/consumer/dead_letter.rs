@@ -1,17 +1,24 @@
-//! Dead-lettering poison entries.
+//! Dead letters: the entry format, failure records, and the atomic "copy
+//! to `{stream}:dlq` then `XACK`" step.
 //!
-//! Owns the dead-letter entry format and the atomic "copy to `{stream}:dlq`
-//! then `XACK`" step. Poison is an entry the consumer can never hand to a
-//! handler: no `data` field, non-UTF-8 bytes, invalid JSON, over the size
-//! limit, or a contract violation. The copy and the ack run in one
-//! `MULTI`/`EXEC`, so an entry is never acked without its dead letter, nor
-//! dead-lettered twice by a retry after a half-done step.
+//! An entry is dead-lettered when it is poison (no `data` field,
+//! non-UTF-8, invalid JSON, over the size limit, contract violation), when
+//! its handler failed permanently or under the dead-letter policy, or when
+//! it was delivered `max_deliveries` times. The copy, the ack and the
+//! removal of its failure record run in one `MULTI`/`EXEC`, so an entry is
+//! never acked without its dead letter, nor dead-lettered twice.
 //!
-//! Dead-letter entry fields (all strings):
-//! `stream`, `id`, `contract`, `group`, `consumer`, `reason` (a short
-//! label), `error` (the full text), `failed_at` (RFC 3339, UTC), then the
-//! raw payload: `data` with the original bytes when the entry had a `data`
-//! field, otherwise each original field copied as `field:<name>`.
+//! Dead-letter entry fields (all strings; see docs/DELIVERY.md):
+//! `stream`, `id`, `contract`, `group`, `consumer`, `deliveries`, `reason`
+//! (a short label), `error` (the full text), `first_failure` and
+//! `last_failure` (RFC 3339, UTC), then the raw payload: `data` with the
+//! original bytes when the entry had a `data` field, otherwise each
+//! original field copied as `field:<name>`.
+//!
+//! Failure records live in the hash `{stream}:failures:{group}`, three
+//! fields per failed entry (`<id>:first`, `<id>:last`, `<id>:error`), so
+//! that the first failure time and the last error survive restarts and
+//! reach the dead letter whichever consumer writes it.
 
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -20,15 +27,55 @@ use super::Shared;
 use crate::backoff::Backoff;
 use crate::wire::{DATA_FIELD, RawEntry};
 
-/// Dead-letters `entry` and acks it, retrying Redis errors until it
-/// succeeds (or the consumer aborts the task at the end of its grace
+fn now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// The three failure-record fields of an entry.
+pub(super) fn record_fields(id: &str) -> [String; 3] {
+    [
+        format!("{id}:first"),
+        format!("{id}:last"),
+        format!("{id}:error"),
+    ]
+}
+
+/// Records a handler failure (first time kept, last time and error replaced).
+pub(super) async fn record_failure(shared: &Shared, idx: usize, id: &str, error: &str) {
+    let source = &shared.sources[idx];
+    let [first, last, err] = record_fields(id);
+    let at = now();
+    let mut pipe = redis::pipe();
+    pipe.cmd("HSETNX")
+        .arg(&source.failures)
+        .arg(&first)
+        .arg(&at)
+        .ignore()
+        .cmd("HSET")
+        .arg(&source.failures)
+        .arg(&last)
+        .arg(&at)
+        .arg(&err)
+        .arg(error)
+        .ignore();
+    let mut conn = shared.conn.clone();
+    if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+        // Only the dead letter's first/last times are at stake, not the entry.
+        shared.bus.metrics().redis_error();
+        tracing::warn!(stream = %source.stream, group = %shared.group, id, error = %e, "recording a failure failed");
+    }
+}
+
+/// Writes the dead letter and acks the entry, retrying Redis errors until
+/// it succeeds (or the consumer aborts the task at the end of its grace
 /// period, in which case the entry simply stays pending).
-pub(super) async fn poison(
+pub(super) async fn write(
     shared: &Shared,
     idx: usize,
     entry: &RawEntry,
     reason: &str,
     error: &str,
+    deliveries: u64,
 ) {
     let source = &shared.sources[idx];
     tracing::warn!(
@@ -36,10 +83,40 @@ pub(super) async fn poison(
         group = %shared.group,
         id = %entry.id,
         reason,
+        deliveries,
         error,
-        "poison entry: dead-lettering"
+        "dead-lettering entry"
     );
-    let failed_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let mut conn = shared.conn.clone();
+    let fields = record_fields(&entry.id);
+    let recorded: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&source.failures)
+        .arg(&fields)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    let at = now();
+    let first = recorded
+        .first()
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| at.clone());
+    let last = if reason == "max_deliveries" {
+        recorded
+            .get(1)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| at.clone())
+    } else {
+        at.clone()
+    };
+    let error = match recorded.get(2).cloned().flatten() {
+        Some(last_error) if reason == "max_deliveries" => {
+            format!("{error}; last error: {last_error}")
+        }
+        _ => error.to_owned(),
+    };
+
     let mut pipe = redis::pipe();
     pipe.atomic();
     let xadd = pipe
@@ -56,17 +133,21 @@ pub(super) async fn poison(
         .arg(&shared.group)
         .arg("consumer")
         .arg(&shared.consumer)
+        .arg("deliveries")
+        .arg(deliveries)
         .arg("reason")
         .arg(reason)
         .arg("error")
-        .arg(error)
-        .arg("failed_at")
-        .arg(&failed_at);
-    if let Some(fields) = &entry.fields {
+        .arg(&error)
+        .arg("first_failure")
+        .arg(&first)
+        .arg("last_failure")
+        .arg(&last);
+    if let Some(original) = &entry.fields {
         if let Ok(data) = entry.data() {
             xadd.arg(DATA_FIELD).arg(data);
         } else {
-            for (k, v) in fields {
+            for (k, v) in original {
                 let mut name = b"field:".to_vec();
                 name.extend_from_slice(k);
                 xadd.arg(name).arg(v.as_slice());
@@ -78,8 +159,11 @@ pub(super) async fn poison(
         .arg(&*source.stream)
         .arg(&shared.group)
         .arg(&entry.id)
+        .ignore()
+        .cmd("HDEL")
+        .arg(&source.failures)
+        .arg(&fields)
         .ignore();
-    let mut conn = shared.conn.clone();
     let mut backoff = Backoff::redis();
     loop {
         match pipe.query_async::<()>(&mut conn).await {

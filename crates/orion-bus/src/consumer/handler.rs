@@ -18,6 +18,7 @@ pub struct Delivery {
     pub(crate) contract: Arc<str>,
     pub(crate) stream: Arc<str>,
     pub(crate) id: String,
+    pub(crate) deliveries: u64,
     pub(crate) message: Value,
 }
 
@@ -38,6 +39,13 @@ impl Delivery {
     #[must_use]
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// How many times this entry has been delivered, as Redis counts it:
+    /// 1 on the first delivery, more after failures, crashes or claims.
+    #[must_use]
+    pub fn deliveries(&self) -> u64 {
+        self.deliveries
     }
 
     /// The validated message.
@@ -128,7 +136,9 @@ impl std::error::Error for HandlerError {
 /// User code that handles deliveries. Implemented for any
 /// `Fn(Delivery) -> impl Future<Output = Result<(), HandlerError>>`.
 pub trait Handler: Send + Sync + 'static {
-    /// Handles one delivery. `Ok` acks it; `Err` leaves it pending.
+    /// Handles one delivery. `Ok` acks it; `Err` is handled by the
+    /// consumer's [`ErrorPolicy`](super::ErrorPolicy) and never acks it as
+    /// a success.
     fn handle(&self, delivery: Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 

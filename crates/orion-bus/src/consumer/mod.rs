@@ -9,7 +9,11 @@
 //! - a pool of `concurrency` **workers** ([`worker`]) takes entries in read
 //!   order, decodes and validates each, and runs the handler;
 //! - the **acker** ([`ack`]) batches `XACK`s for handlers that succeeded;
-//! - poison entries go to [`dead_letter`].
+//! - poison entries, and entries that failed too often, go to [`dead_letter`];
+//! - the **redeliverer** ([`redeliver`]) processes the consumer's own
+//!   pending entries at start, redelivers failed entries after a backoff,
+//!   takes over entries of dead consumers, and keeps in-flight entries from
+//!   looking dead.
 //!
 //! **Invariant:** an entry is acked only after its handler returned `Ok`,
 //! or after it was written to the dead-letter stream in the same `MULTI`.
@@ -17,9 +21,10 @@
 mod ack;
 mod dead_letter;
 pub mod handler;
+mod redeliver;
 mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,6 +33,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::backoff::Backoff;
 use crate::bus::Bus;
@@ -120,6 +126,90 @@ pub struct ConsumerOptions {
     /// reader never reads more than it will deliver, so nothing is left
     /// pending by the limit.
     pub limit: Option<u64>,
+    /// What a handler error does. Default [`ErrorPolicy::Retry`].
+    pub on_error: ErrorPolicy,
+    /// Deliveries (counted by Redis, so across restarts and consumers)
+    /// after which a failing entry goes to the dead-letter stream.
+    /// Default 5.
+    pub max_deliveries: u64,
+    /// Wait before the first redelivery of a failed entry; doubles with
+    /// each further delivery (with ±25% jitter) up to `retry_backoff_max`.
+    /// Default 1 s.
+    pub retry_backoff: Duration,
+    /// Longest wait between redeliveries. Default 60 s.
+    pub retry_backoff_max: Duration,
+    /// An entry pending on another consumer for this long is taken over
+    /// (`XCLAIM`): that consumer is presumed dead. Live consumers refresh
+    /// their in-flight entries every third of this, so slow handlers (LLM
+    /// calls of 3-12 s, or minutes) are never taken from a live consumer.
+    /// Default 30 s.
+    pub claim_idle: Duration,
+    /// Skip entries whose key this group already handled. Off by default.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// What a handler error does to its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorPolicy {
+    /// Leave it pending; redeliver after an exponential backoff; dead-letter
+    /// it after `max_deliveries` deliveries.
+    Retry,
+    /// Dead-letter it at once (the Python bus's "fail closed", without
+    /// losing the message).
+    DeadLetter,
+}
+
+impl std::str::FromStr for ErrorPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "retry" => Ok(Self::Retry),
+            "dead-letter" | "dead_letter" => Ok(Self::DeadLetter),
+            other => Err(format!(
+                "unknown error policy {other:?} (expected retry or dead-letter)"
+            )),
+        }
+    }
+}
+
+/// Idempotent handling: an entry whose key was already handled
+/// successfully by the same group is acked without calling the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Idempotency {
+    /// The top-level message field that identifies it (e.g. `event_id`),
+    /// or `None` for the stream entry id.
+    pub field: Option<String>,
+    /// How long handled keys are remembered. Default 7 days.
+    pub ttl: Duration,
+}
+
+impl Idempotency {
+    /// Keys from a message field.
+    #[must_use]
+    pub fn field(field: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+
+    /// Keys from the stream entry id.
+    #[must_use]
+    pub fn stream_id() -> Self {
+        Self {
+            field: None,
+            ttl: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+
+    /// Sets how long keys are remembered.
+    #[must_use]
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
 }
 
 impl ConsumerOptions {
@@ -137,7 +227,49 @@ impl ConsumerOptions {
             start_id: StartId::Beginning,
             shutdown_grace: Duration::from_secs(25),
             limit: None,
+            on_error: ErrorPolicy::Retry,
+            max_deliveries: 5,
+            retry_backoff: Duration::from_secs(1),
+            retry_backoff_max: Duration::from_secs(60),
+            claim_idle: Duration::from_secs(30),
+            idempotency: None,
         }
+    }
+
+    /// Sets the handler-error policy.
+    #[must_use]
+    pub fn on_error(mut self, policy: ErrorPolicy) -> Self {
+        self.on_error = policy;
+        self
+    }
+
+    /// Sets the delivery count after which a failing entry is dead-lettered.
+    #[must_use]
+    pub fn max_deliveries(mut self, n: u64) -> Self {
+        self.max_deliveries = n;
+        self
+    }
+
+    /// Sets the first redelivery wait and its cap.
+    #[must_use]
+    pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.retry_backoff = first;
+        self.retry_backoff_max = max;
+        self
+    }
+
+    /// Sets the idle time after which another consumer's entry is claimed.
+    #[must_use]
+    pub fn claim_idle(mut self, idle: Duration) -> Self {
+        self.claim_idle = idle;
+        self
+    }
+
+    /// Turns idempotent handling on.
+    #[must_use]
+    pub fn idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = Some(idempotency);
+        self
     }
 
     /// Adds a contract to listen to.
@@ -230,6 +362,21 @@ impl ConsumerOptions {
         if self.block < Duration::from_millis(1) {
             problems.push("block must be at least 1ms (BLOCK 0 would wait forever)".to_owned());
         }
+        if self.max_deliveries == 0 {
+            problems.push("max_deliveries must be at least 1".to_owned());
+        }
+        if self.claim_idle < Duration::from_millis(100) {
+            problems.push("claim_idle must be at least 100ms".to_owned());
+        }
+        if self.retry_backoff.is_zero() || self.retry_backoff_max < self.retry_backoff {
+            problems
+                .push("retry_backoff must be positive and at most retry_backoff_max".to_owned());
+        }
+        if let Some(Idempotency { field: Some(f), .. }) = &self.idempotency
+            && f.is_empty()
+        {
+            problems.push("idempotency key field is empty".to_owned());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -279,6 +426,9 @@ pub struct ConsumerReport {
     /// Handlers still running when the grace period ran out; their entries
     /// stay pending.
     pub abandoned: u64,
+    /// Entries acked without calling the handler because their idempotency
+    /// key had already been handled by this group.
+    pub duplicates: u64,
 }
 
 /// Per-stream state shared by the reader and the entry tasks.
@@ -286,6 +436,9 @@ pub struct ConsumerReport {
 struct Source {
     stream: Arc<str>,
     dead_letters: String,
+    /// Hash of failure records (`{id}:first`, `{id}:last`, `{id}:error`)
+    /// for entries of this stream that failed in this group.
+    failures: String,
     contract: Arc<Contract>,
     counters: ConsumeCounters,
 }
@@ -296,18 +449,68 @@ struct Stats {
     acked: AtomicU64,
     handler_errors: AtomicU64,
     dead_lettered: AtomicU64,
-    /// Entries read and not (yet) known to be poison, for `limit`.
-    reserved: AtomicU64,
     /// Entries read whose processing has not finished (queued or running).
     unfinished: AtomicU64,
+    /// Entries acked because their idempotency key was already handled.
+    duplicates: AtomicU64,
+}
+
+/// The `limit` budget: entries read (or claimed) and not known to be
+/// poison, shared by the reader and the redeliverer.
+#[derive(Debug)]
+struct Budget {
+    limit: Option<u64>,
+    reserved: AtomicU64,
+}
+
+impl Budget {
+    /// Takes up to `want` from the budget; returns how many were granted.
+    fn take(&self, want: usize) -> usize {
+        let Some(limit) = self.limit else { return want };
+        let mut cur = self.reserved.load(Ordering::Acquire);
+        loop {
+            let grant = usize::try_from(limit.saturating_sub(cur))
+                .unwrap_or(usize::MAX)
+                .min(want);
+            if grant == 0 {
+                return 0;
+            }
+            match self.reserved.compare_exchange(
+                cur,
+                cur + grant as u64,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return grant,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Returns `n` unused units.
+    fn give_back(&self, n: usize) {
+        if self.limit.is_some() && n > 0 {
+            self.reserved.fetch_sub(n as u64, Ordering::AcqRel);
+        }
+    }
+
+    fn exhausted(&self) -> bool {
+        self.limit
+            .is_some_and(|l| self.reserved.load(Ordering::Acquire) >= l)
+    }
 }
 
 #[derive(Debug)]
 struct Shared {
     group: String,
     consumer: String,
+    options: ConsumerOptions,
     max_message_bytes: usize,
     sources: Vec<Source>,
+    /// Entries queued or being handled, by (source, id): the redeliverer
+    /// must not claim them, and the heartbeat keeps them fresh.
+    in_flight_ids: std::sync::Mutex<HashSet<(usize, String)>>,
+    budget: Budget,
     conn: ConnectionManager,
     stats: Stats,
     /// Signalled each time a worker finishes an entry.
@@ -323,6 +526,39 @@ struct Work {
     idx: usize,
     entry: RawEntry,
     permit: OwnedSemaphorePermit,
+    /// This delivery's number, as Redis counts it (1 for a first read).
+    deliveries: u64,
+}
+
+impl Shared {
+    fn track(&self, idx: usize, id: &str) {
+        if let Ok(mut set) = self.in_flight_ids.lock() {
+            set.insert((idx, id.to_owned()));
+        }
+    }
+
+    fn untrack(&self, idx: usize, id: &str) {
+        if let Ok(mut set) = self.in_flight_ids.lock() {
+            set.remove(&(idx, id.to_owned()));
+        }
+    }
+
+    fn is_tracked(&self, idx: usize, id: &str) -> bool {
+        self.in_flight_ids
+            .lock()
+            .is_ok_and(|set| set.contains(&(idx, id.to_owned())))
+    }
+
+    /// Queues an entry for the workers (it now counts as unfinished).
+    fn queue(&self, queue: &mpsc::UnboundedSender<Work>, work: Work) {
+        self.track(work.idx, &work.entry.id);
+        self.stats.unfinished.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::error::SendError(work)) = queue.send(work) {
+            // Workers are gone (shutdown): the entry stays pending.
+            self.untrack(work.idx, &work.entry.id);
+            self.stats.unfinished.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// A consumer bound to a group and its streams; run it with [`Consumer::run`].
@@ -350,6 +586,7 @@ impl Consumer {
             let stream = bus.stream_for(name)?;
             sources.push(Source {
                 dead_letters: wire::dead_letter_stream(&stream),
+                failures: format!("{stream}:failures:{}", options.group),
                 counters: bus.metrics().consumer(&stream, name, &options.group),
                 stream,
                 contract,
@@ -398,8 +635,14 @@ impl Consumer {
         let shared = Arc::new(Shared {
             group: options.group.clone(),
             consumer: options.consumer.clone(),
+            options: options.clone(),
             max_message_bytes: bus.options().max_message_bytes,
             sources,
+            in_flight_ids: std::sync::Mutex::default(),
+            budget: Budget {
+                limit: options.limit,
+                reserved: AtomicU64::new(0),
+            },
             conn: bus.connection(),
             stats: Stats::default(),
             progress: Notify::new(),
@@ -412,7 +655,10 @@ impl Consumer {
         // The acker outlives the shutdown signal: it must still ack what
         // finished during the drain. It is stopped by closing its channel,
         // or aborted when the grace period runs out.
-        let acker = tokio::spawn(ack::run(shared.clone(), ack_rx));
+        // Background tasks die with this future, should a caller drop it
+        // (a crash of sorts): a heartbeat outliving its consumer would keep
+        // the consumer's entries from ever being claimed.
+        let acker = AbortOnDropHandle::new(tokio::spawn(ack::run(shared.clone(), ack_rx)));
         // The worker pool: `concurrency` tasks taking entries in read
         // order from one queue (so concurrency 1 handles them in order).
         // The queue needs no bound of its own: in-flight permits bound it.
@@ -443,23 +689,30 @@ impl Consumer {
             streams = ?shared.sources.iter().map(|s| &*s.stream).collect::<Vec<_>>(),
             "consumer started"
         );
+        // Own pending entries first (left by a crash or a restart), then
+        // new ones; meanwhile the redeliverer retries and claims.
+        redeliver::own_pending_first(&shared, &work_tx, &in_flight, &shutdown).await;
+        let stop_claiming = CancellationToken::new();
+        let stop_heartbeat = CancellationToken::new();
+        let redeliverer = AbortOnDropHandle::new(tokio::spawn(redeliver::run(
+            shared.clone(),
+            work_tx.clone(),
+            in_flight.clone(),
+            stop_claiming.clone(),
+            stop_heartbeat.clone(),
+        )));
         loop {
             // The limit: deliver exactly `limit` entries, reading no more.
-            let mut budget = usize::MAX;
-            if let Some(limit) = options.limit {
-                let reserved = shared.stats.reserved.load(Ordering::Acquire);
-                if reserved >= limit {
-                    if shared.stats.unfinished.load(Ordering::Acquire) == 0 {
-                        break;
-                    }
-                    // Poison among the unfinished would free budget again.
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = shared.progress.notified() => {}
-                    }
-                    continue;
+            if shared.budget.exhausted() {
+                if shared.stats.unfinished.load(Ordering::Acquire) == 0 {
+                    break;
                 }
-                budget = usize::try_from(limit - reserved).unwrap_or(usize::MAX);
+                // Poison among the unfinished would free budget again.
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = shared.progress.notified() => {}
+                }
+                continue;
             }
             // Backpressure: wait for at least one free in-flight slot.
             let mut permit = tokio::select! {
@@ -470,36 +723,52 @@ impl Consumer {
                     Err(_) => break, // never closed; treated as shutdown
                 },
             };
-            let want = (options.read_count * shared.sources.len()).min(budget);
+            let want = options.read_count * shared.sources.len();
             while permit.num_permits() < want {
                 match in_flight.clone().try_acquire_owned() {
                     Ok(p) => permit.merge(p),
                     Err(_) => break,
                 }
             }
+            let granted = shared.budget.take(permit.num_permits());
+            if granted == 0 {
+                continue;
+            }
+            if granted < permit.num_permits() {
+                drop(permit.split(permit.num_permits() - granted));
+            }
             let entries = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = reader.read(&mut reader_conn, permit.num_permits()) => r,
+                () = shutdown.cancelled() => {
+                    shared.budget.give_back(granted);
+                    break;
+                }
+                r = reader.read(&mut reader_conn, granted) => r,
             };
+            shared
+                .budget
+                .give_back(granted - entries.len().min(granted));
             for (idx, entry) in entries {
                 let Some(slot) = permit.split(1) else {
                     // Cannot happen: reads never return more than the permits.
                     tracing::error!(id = %entry.id, "read returned more entries than permits");
                     break;
                 };
-                shared.stats.reserved.fetch_add(1, Ordering::AcqRel);
-                shared.stats.unfinished.fetch_add(1, Ordering::AcqRel);
-                // Workers only stop when this sender is dropped.
-                let _ = work_tx.send(Work {
-                    idx,
-                    entry,
-                    permit: slot,
-                });
+                shared.queue(
+                    &work_tx,
+                    Work {
+                        idx,
+                        entry,
+                        permit: slot,
+                        deliveries: 1,
+                    },
+                );
             }
         }
 
-        // Drain: no more reads; queued and running entries get the grace
-        // period, then whatever is unfinished is abandoned (left pending).
+        // Drain: no more reads or claims; queued and running entries get the
+        // grace period, then whatever is unfinished is abandoned (left
+        // pending). The heartbeat goes on until then.
+        stop_claiming.cancel();
         drop(work_tx);
         let deadline = tokio::time::Instant::now() + options.shutdown_grace;
         let drain_started = Instant::now();
@@ -524,6 +793,8 @@ impl Consumer {
                 done = workers.join_next() => if done.is_none() { break },
             }
         }
+        stop_heartbeat.cancel();
+        let _ = redeliverer.await;
         let mut acker = acker;
         tokio::select! {
             _ = &mut acker => {}
@@ -540,6 +811,7 @@ impl Consumer {
             handler_errors: stats.handler_errors.load(Ordering::Acquire),
             dead_lettered: stats.dead_lettered.load(Ordering::Acquire),
             abandoned,
+            duplicates: stats.duplicates.load(Ordering::Acquire),
         };
         tracing::info!(?report, drained_in = ?drain_started.elapsed(), "consumer stopped");
         Ok(report)

@@ -15,7 +15,8 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use tokio::sync::{Mutex, mpsc};
 
-use super::handler::{Delivery, Handler};
+use super::handler::{Delivery, Handler, HandlerErrorKind};
+use super::{ErrorPolicy, Idempotency};
 use super::{Shared, Work, ack, dead_letter};
 
 /// Takes work until the queue is closed and empty.
@@ -40,30 +41,69 @@ async fn process<H: Handler>(
     acks: &mpsc::UnboundedSender<ack::Ack>,
     work: Work,
 ) {
-    let Work { idx, entry, permit } = work;
+    let Work {
+        idx,
+        entry,
+        permit,
+        deliveries,
+    } = work;
     let source = &shared.sources[idx];
     let message = match entry.decode(shared.max_message_bytes) {
         Ok(m) => m,
         Err(e) => {
-            shared.stats.reserved.fetch_sub(1, Ordering::AcqRel);
-            dead_letter::poison(shared, idx, &entry, e.reason(), &e.to_string()).await;
+            shared.budget.give_back(1);
+            dead_letter::write(shared, idx, &entry, e.reason(), &e.to_string(), deliveries).await;
+            shared.untrack(idx, &entry.id);
             return;
         }
     };
     if let Err(violations) = source.contract.validate(&message) {
-        shared.stats.reserved.fetch_sub(1, Ordering::AcqRel);
+        shared.budget.give_back(1);
         let text = format!("contract {} violated: {violations}", source.contract.name());
-        dead_letter::poison(shared, idx, &entry, "contract_violation", &text).await;
+        dead_letter::write(shared, idx, &entry, "contract_violation", &text, deliveries).await;
+        shared.untrack(idx, &entry.id);
         return;
+    }
+    let idem_key = shared
+        .options
+        .idempotency
+        .as_ref()
+        .map(|i| idempotency_key(shared, idx, i, &entry.id, &message));
+    if let Some(key) = &idem_key {
+        match claim_key(shared, key).await {
+            KeyState::Claimed => {}
+            KeyState::Done => {
+                tracing::debug!(stream = %source.stream, group = %shared.group, id = %entry.id, "duplicate: already handled; acking");
+                shared.stats.duplicates.fetch_add(1, Ordering::AcqRel);
+                shared.budget.give_back(1);
+                let _ = acks.send(ack::Ack {
+                    idx,
+                    id: entry.id,
+                    permit,
+                    retried: deliveries > 1,
+                });
+                return;
+            }
+            KeyState::Busy => {
+                // Another delivery with the same key is being handled right
+                // now: leave this one pending; its redelivery will find the
+                // key done (and ack) or free (and handle it).
+                tracing::debug!(stream = %source.stream, group = %shared.group, id = %entry.id, "same key in flight elsewhere; retrying later");
+                shared.budget.give_back(1);
+                shared.untrack(idx, &entry.id);
+                return;
+            }
+        }
     }
     shared.stats.delivered.fetch_add(1, Ordering::AcqRel);
     shared.busy.inc();
     let started = Instant::now();
-    let id = entry.id;
+    let id = entry.id.clone();
     let delivery = Delivery {
         contract: source.contract.name_arc().clone(),
         stream: source.stream.clone(),
         id: id.clone(),
+        deliveries,
         message,
     };
     // The call itself goes inside the caught future: a handler may panic
@@ -74,30 +114,170 @@ async fn process<H: Handler>(
     shared.busy.dec();
     let ok = matches!(result, Ok(Ok(())));
     source.counters.handled(started.elapsed(), ok);
-    match result {
+    let (error, permanent) = match result {
         Ok(Ok(())) => {
+            // The key is marked done before the ack: a crash in between
+            // means a redelivery that is acked without a second handling.
+            if let Some(key) = &idem_key {
+                mark_done(shared, key).await;
+            }
             // If the acker is gone (grace ran out) the entry stays pending.
-            let _ = acks.send(ack::Ack { idx, id, permit });
+            let _ = acks.send(ack::Ack {
+                idx,
+                id,
+                permit,
+                retried: deliveries > 1,
+            });
+            return;
         }
-        Ok(Err(e)) => {
-            shared.stats.handler_errors.fetch_add(1, Ordering::AcqRel);
-            tracing::warn!(
-                stream = %source.stream,
-                group = %shared.group,
-                id = %id,
-                kind = ?e.kind(),
-                error = %e,
-                "handler failed; entry left pending"
-            );
+        Ok(Err(e)) => (e.to_string(), e.kind() == HandlerErrorKind::Permanent),
+        Err(_panic) => ("handler panicked".to_owned(), false),
+    };
+    shared.stats.handler_errors.fetch_add(1, Ordering::AcqRel);
+    if let Some(key) = &idem_key {
+        release_key(shared, key).await;
+    }
+    let dead_letter_now = permanent
+        || shared.options.on_error == ErrorPolicy::DeadLetter
+        || deliveries >= shared.options.max_deliveries;
+    if dead_letter_now {
+        let reason = if permanent {
+            "handler_permanent"
+        } else if shared.options.on_error == ErrorPolicy::DeadLetter {
+            "handler_error"
+        } else {
+            "max_deliveries"
+        };
+        dead_letter::write(shared, idx, &entry, reason, &error, deliveries).await;
+    } else {
+        tracing::warn!(
+            stream = %source.stream,
+            group = %shared.group,
+            id = %id,
+            deliveries,
+            error = %error,
+            "handler failed; entry stays pending for redelivery"
+        );
+        dead_letter::record_failure(shared, idx, &id, &error).await;
+    }
+    shared.untrack(idx, &id);
+    drop(permit);
+}
+
+/// The Redis key that records "this group handled this message".
+fn idempotency_key(
+    shared: &Shared,
+    idx: usize,
+    idem: &Idempotency,
+    id: &str,
+    message: &serde_json::Value,
+) -> String {
+    let source = &shared.sources[idx];
+    let key = idem
+        .field
+        .as_deref()
+        .and_then(|f| message.get(f))
+        .and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+    match key {
+        Some(k) => format!("{}:handled:{}:{k}", source.stream, shared.group),
+        None => {
+            if idem.field.is_some() {
+                tracing::warn!(
+                    stream = %source.stream,
+                    group = %shared.group,
+                    id,
+                    "idempotency key field missing or not a string/number; using the entry id"
+                );
+            }
+            format!("{}:handled:{}:id:{id}", source.stream, shared.group)
         }
-        Err(_panic) => {
-            shared.stats.handler_errors.fetch_add(1, Ordering::AcqRel);
-            tracing::error!(
-                stream = %source.stream,
-                group = %shared.group,
-                id = %id,
-                "handler panicked; entry left pending"
-            );
+    }
+}
+
+/// What the idempotency key says about a delivery.
+enum KeyState {
+    /// Nobody handled it: this delivery now holds the key.
+    Claimed,
+    /// Already handled successfully by this group.
+    Done,
+    /// Being handled by another delivery right now.
+    Busy,
+}
+
+const KEY_DONE: &str = "done";
+
+/// `SET key <consumer> NX PX claim_idle`: holds the key while handling.
+/// The hold expires like an unresponsive consumer's entries do. On a Redis
+/// error the delivery is handled anyway: twice is better than never.
+async fn claim_key(shared: &Shared, key: &str) -> KeyState {
+    let mut conn = shared.conn.clone();
+    let hold = u64::try_from(shared.options.claim_idle.as_millis()).unwrap_or(u64::MAX);
+    let result: redis::RedisResult<(Option<String>, Option<String>)> = redis::pipe()
+        .cmd("SET")
+        .arg(key)
+        .arg(&shared.consumer)
+        .arg("NX")
+        .arg("PX")
+        .arg(hold)
+        .cmd("GET")
+        .arg(key)
+        .query_async(&mut conn)
+        .await;
+    match result {
+        Ok((Some(_), _)) => KeyState::Claimed,
+        Ok((None, Some(v))) if v == KEY_DONE => KeyState::Done,
+        Ok((None, Some(_))) => KeyState::Busy,
+        Ok((None, None)) => KeyState::Claimed, // expired in between
+        Err(e) => {
+            shared.bus.metrics().redis_error();
+            tracing::warn!(key, error = %e, "idempotency check failed; handling anyway");
+            KeyState::Claimed
         }
+    }
+}
+
+/// Records the key as handled, for the configured TTL.
+async fn mark_done(shared: &Shared, key: &str) {
+    let ttl = shared
+        .options
+        .idempotency
+        .as_ref()
+        .map_or(1, |i| i.ttl.as_secs().max(1));
+    let mut conn = shared.conn.clone();
+    let mut backoff = crate::backoff::Backoff::redis();
+    for _ in 0..5 {
+        match redis::cmd("SET")
+            .arg(key)
+            .arg(KEY_DONE)
+            .arg("EX")
+            .arg(ttl)
+            .query_async::<()>(&mut conn)
+            .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                shared.bus.metrics().redis_error();
+                tracing::warn!(key, error = %e, "recording an idempotency key failed; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+/// Frees the key after a failure, so a retry can handle the message.
+async fn release_key(shared: &Shared, key: &str) {
+    let mut conn = shared.conn.clone();
+    if let Err(e) = redis::cmd("DEL")
+        .arg(key)
+        .query_async::<()>(&mut conn)
+        .await
+    {
+        // The hold expires after claim_idle anyway.
+        shared.bus.metrics().redis_error();
+        tracing::warn!(key, error = %e, "releasing an idempotency key failed");
     }
 }

@@ -132,3 +132,13 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `XLEN` over a short-lived blocking connection, for polling closures.
+pub fn xlen_blocking(server: &RedisServer, stream: &str) -> u64 {
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut conn = client.get_connection().expect("connection");
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query(&mut conn)
+        .expect("XLEN")
+}

@@ -1,0 +1,682 @@
+//! Delivery guarantees against a real redis-server: retries with backoff,
+//! dead-lettering after max_deliveries or at once, claiming from dead
+//! consumers, heartbeats for slow handlers, own pending entries first,
+//! idempotent handling, a consumer process SIGKILLed mid-batch, and a Redis
+//! restart with AOF.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orion_bus::{
+    CancellationToken, Consumer, ConsumerOptions, Delivery, ErrorPolicy, HandlerError, Idempotency,
+    examples,
+};
+use orion_bus_harness::{RedisServer, RedisServerOptions};
+
+type Log = Arc<Mutex<Vec<(String, u64)>>>;
+
+fn field<'a>(fields: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> &'a [u8] {
+    fields
+        .iter()
+        .find(|(k, _)| k.as_slice() == name.as_bytes())
+        .map(|(_, v)| v.as_slice())
+        .unwrap_or_else(|| panic!("no field {name} in {fields:?}"))
+}
+
+fn fast_retries(group: &str, consumer: &str) -> ConsumerOptions {
+    ConsumerOptions::new(group, consumer)
+        .contract("command")
+        .retry_backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .claim_idle(Duration::from_millis(600))
+        .block(Duration::from_millis(100))
+        .shutdown_grace(Duration::from_secs(2))
+}
+
+async fn run_until<F>(
+    consumer: Consumer,
+    handler: F,
+    done: impl Fn() -> bool,
+) -> orion_bus::ConsumerReport
+where
+    F: orion_bus::Handler,
+{
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(handler, shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let the acker finish the last batch before stopping.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    shutdown.cancel();
+    task.await.expect("join").expect("run")
+}
+
+#[tokio::test]
+async fn failed_entries_are_retried_with_redis_delivery_counts_then_acked() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let ids = bus
+        .publish_batch(
+            "command",
+            &(0..4).map(examples::command).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("publish");
+    let flaky = ids[1].clone();
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let consumer = Consumer::new(&bus, fast_retries("g", "c"))
+        .await
+        .expect("consumer");
+    let report = run_until(
+        consumer,
+        move |d: Delivery| {
+            l.lock()
+                .expect("lock")
+                .push((d.id().to_owned(), d.deliveries()));
+            let fail = d.id() == flaky && d.deliveries() < 3;
+            async move {
+                if fail {
+                    Err(HandlerError::retryable("not yet"))
+                } else {
+                    Ok(())
+                }
+            }
+        },
+        || log.lock().expect("lock").len() == 6,
+    )
+    .await;
+    let log = log.lock().expect("lock").clone();
+    let flaky_deliveries: Vec<u64> = log
+        .iter()
+        .filter(|(id, _)| *id == ids[1])
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(
+        flaky_deliveries,
+        vec![1, 2, 3],
+        "two failures, then success"
+    );
+    for id in [&ids[0], &ids[2], &ids[3]] {
+        assert_eq!(
+            log.iter().filter(|(i, _)| i == id).count(),
+            1,
+            "{id} handled once"
+        );
+    }
+    assert_eq!(report.acked, 4);
+    assert_eq!(report.handler_errors, 2);
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .is_empty()
+    );
+    assert_eq!(common::xlen(&mut raw, "orion:commands:dlq").await, 0);
+    let failures: u64 = redis::cmd("HLEN")
+        .arg("orion:commands:failures:g")
+        .query_async(&mut raw)
+        .await
+        .expect("HLEN");
+    assert_eq!(failures, 0, "failure records are removed on success");
+}
+
+#[tokio::test]
+async fn entries_failing_max_deliveries_times_are_dead_lettered() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let ids = bus
+        .publish_batch(
+            "command",
+            &(0..3).map(examples::command).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("publish");
+    let poisoned = ids[2].clone();
+    let p = poisoned.clone();
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let consumer = Consumer::new(&bus, fast_retries("g", "c").max_deliveries(3))
+        .await
+        .expect("consumer");
+    let report = run_until(
+        consumer,
+        move |d: Delivery| {
+            l.lock()
+                .expect("lock")
+                .push((d.id().to_owned(), d.deliveries()));
+            let fail = d.id() == p;
+            let n = d.deliveries();
+            async move {
+                if fail {
+                    Err(HandlerError::retryable(format!(
+                        "downstream refused (attempt {n})"
+                    )))
+                } else {
+                    Ok(())
+                }
+            }
+        },
+        || common::xlen_blocking(&server, "orion:commands:dlq") == 1,
+    )
+    .await;
+    assert_eq!(report.acked, 2);
+    let attempts: Vec<u64> = log
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|(id, _)| *id == poisoned)
+        .map(|(_, n)| *n)
+        .collect();
+    assert_eq!(attempts, vec![1, 2, 3], "exactly max_deliveries attempts");
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .is_empty()
+    );
+    let dead = common::entries(&mut raw, "orion:commands:dlq").await;
+    let fields = &dead[0].1;
+    assert_eq!(field(fields, "id"), poisoned.as_bytes());
+    assert_eq!(field(fields, "reason"), b"max_deliveries");
+    assert_eq!(field(fields, "deliveries"), b"3");
+    assert_eq!(field(fields, "group"), b"g");
+    assert_eq!(field(fields, "contract"), b"command");
+    let error = String::from_utf8_lossy(field(fields, "error")).into_owned();
+    assert!(error.contains("downstream refused (attempt 3)"), "{error}");
+    let first = String::from_utf8_lossy(field(fields, "first_failure")).into_owned();
+    let last = String::from_utf8_lossy(field(fields, "last_failure")).into_owned();
+    assert!(first <= last, "{first} <= {last}");
+    let payload: serde_json::Value =
+        serde_json::from_slice(field(fields, "data")).expect("raw payload");
+    assert_eq!(payload, examples::command(2));
+}
+
+#[tokio::test]
+async fn dead_letter_policy_and_permanent_errors_dead_letter_at_once() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let ids = bus
+        .publish_batch(
+            "command",
+            &(0..4).map(examples::command).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("publish");
+    // Under the retry policy, a permanent error skips the retries.
+    let permanent = ids[0].clone();
+    let report = Consumer::new(&bus, fast_retries("retrying", "c").limit(4))
+        .await
+        .expect("consumer")
+        .run(
+            move |d: Delivery| {
+                let fail = d.id() == permanent;
+                async move {
+                    if fail {
+                        Err(HandlerError::permanent("cannot ever work"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+            CancellationToken::new(),
+        )
+        .await
+        .expect("run");
+    assert_eq!((report.acked, report.dead_lettered), (3, 1));
+    // Under the dead-letter policy, any error dead-letters (fail closed,
+    // but nothing is lost).
+    let report = Consumer::new(
+        &bus,
+        fast_retries("failclosed", "c")
+            .on_error(ErrorPolicy::DeadLetter)
+            .limit(4),
+    )
+    .await
+    .expect("consumer")
+    .run(
+        |_d: Delivery| async { Err(HandlerError::retryable("flaky")) },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("run");
+    assert_eq!((report.acked, report.dead_lettered), (0, 4));
+    let dead = common::entries(&mut raw, "orion:commands:dlq").await;
+    let by_group: BTreeMap<String, Vec<(String, String)>> =
+        dead.iter().fold(BTreeMap::new(), |mut m, (_, f)| {
+            m.entry(String::from_utf8_lossy(field(f, "group")).into_owned())
+                .or_default()
+                .push((
+                    String::from_utf8_lossy(field(f, "id")).into_owned(),
+                    String::from_utf8_lossy(field(f, "reason")).into_owned(),
+                ));
+            m
+        });
+    assert_eq!(
+        by_group["retrying"],
+        vec![(ids[0].clone(), "handler_permanent".to_owned())]
+    );
+    let failclosed: Vec<&String> = by_group["failclosed"].iter().map(|(id, _)| id).collect();
+    assert_eq!(failclosed, ids.iter().collect::<Vec<_>>());
+    assert!(
+        by_group["failclosed"]
+            .iter()
+            .all(|(_, r)| r == "handler_error")
+    );
+    for group in ["retrying", "failclosed"] {
+        assert!(
+            common::pending_ids(&mut raw, "orion:commands", group)
+                .await
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn entries_of_a_dead_consumer_are_claimed_by_a_live_one() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let ids = bus
+        .publish_batch(
+            "command",
+            &(0..6).map(examples::command).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("publish");
+    // "dead" takes everything and never finishes; then its task vanishes
+    // without a drain, as a crashed process would.
+    let dead = Consumer::new(&bus, fast_retries("g", "dead"))
+        .await
+        .expect("consumer");
+    let dead_task = tokio::spawn(dead.run(
+        |_d: Delivery| async {
+            std::future::pending::<()>().await;
+            Ok(())
+        },
+        CancellationToken::new(),
+    ));
+    assert!(
+        common::eventually(Duration::from_secs(5), || {
+            let mut raw = raw.clone();
+            async move {
+                common::pending_ids(&mut raw, "orion:commands", "g")
+                    .await
+                    .len()
+                    == 6
+            }
+        })
+        .await
+    );
+    dead_task.abort();
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let live = Consumer::new(&bus, fast_retries("g", "live"))
+        .await
+        .expect("consumer");
+    let report = run_until(
+        live,
+        move |d: Delivery| {
+            l.lock()
+                .expect("lock")
+                .push((d.id().to_owned(), d.deliveries()));
+            async { Ok(()) }
+        },
+        || log.lock().expect("lock").len() == 6,
+    )
+    .await;
+    assert_eq!(report.acked, 6);
+    let log = log.lock().expect("lock").clone();
+    let got: BTreeSet<&String> = log.iter().map(|(id, _)| id).collect();
+    assert_eq!(got, ids.iter().collect());
+    assert!(
+        log.iter().all(|(_, n)| *n == 2),
+        "claimed entries count a second delivery: {log:?}"
+    );
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn slow_handlers_on_a_live_consumer_are_not_claimed() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let ids = bus
+        .publish_batch(
+            "command",
+            &(0..3).map(examples::command).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("publish");
+    // The handler takes 4x claim_idle; only the heartbeat keeps the entries
+    // from looking dead to the second consumer.
+    let slow_log: Log = Arc::default();
+    let other_log: Log = Arc::default();
+    let s = slow_log.clone();
+    let slow = Consumer::new(&bus, fast_retries("g", "slow").concurrency(3))
+        .await
+        .expect("consumer");
+    let shutdown = CancellationToken::new();
+    let slow_task = tokio::spawn(slow.run(
+        move |d: Delivery| {
+            s.lock()
+                .expect("lock")
+                .push((d.id().to_owned(), d.deliveries()));
+            async {
+                tokio::time::sleep(Duration::from_millis(2400)).await;
+                Ok(())
+            }
+        },
+        shutdown.clone(),
+    ));
+    assert!(
+        common::eventually(Duration::from_secs(5), || {
+            let n = slow_log.lock().expect("lock").len();
+            async move { n == 3 }
+        })
+        .await
+    );
+    let o = other_log.clone();
+    let other = Consumer::new(&bus, fast_retries("g", "other"))
+        .await
+        .expect("consumer");
+    let other_task = tokio::spawn(other.run(
+        move |d: Delivery| {
+            o.lock()
+                .expect("lock")
+                .push((d.id().to_owned(), d.deliveries()));
+            async { Ok(()) }
+        },
+        shutdown.clone(),
+    ));
+    let mut raw = common::raw(&server).await;
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            let mut raw = raw.clone();
+            async move {
+                common::pending_ids(&mut raw, "orion:commands", "g")
+                    .await
+                    .is_empty()
+            }
+        })
+        .await
+    );
+    shutdown.cancel();
+    let slow_report = slow_task.await.expect("join").expect("run");
+    let other_report = other_task.await.expect("join").expect("run");
+    assert_eq!(slow_report.acked, 3);
+    assert_eq!(
+        other_report.delivered,
+        0,
+        "nothing was taken from the live consumer: {:?}",
+        other_log.lock().expect("lock")
+    );
+    let handled: BTreeSet<String> = slow_log
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(handled, ids.into_iter().collect());
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn own_pending_entries_are_handled_before_new_ones() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let old = bus
+        .publish_batch(
+            "command",
+            &(0..3).map(examples::command).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("publish");
+    // First life: every handler fails, with a backoff too long to retry.
+    let report = Consumer::new(
+        &bus,
+        ConsumerOptions::new("g", "c1")
+            .contract("command")
+            .retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600))
+            .limit(3),
+    )
+    .await
+    .expect("consumer")
+    .run(
+        |_d: Delivery| async { Err(HandlerError::retryable("down")) },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("run");
+    assert_eq!(report.handler_errors, 3);
+    let new = bus
+        .publish_batch(
+            "command",
+            &(3..6).map(examples::command).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("publish");
+    // Second life of the same consumer: old pending first, in order.
+    let log: Log = Arc::default();
+    let l = log.clone();
+    Consumer::new(
+        &bus,
+        ConsumerOptions::new("g", "c1")
+            .contract("command")
+            .concurrency(1)
+            .retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600))
+            .limit(6),
+    )
+    .await
+    .expect("consumer")
+    .run(
+        move |d: Delivery| {
+            l.lock()
+                .expect("lock")
+                .push((d.id().to_owned(), d.deliveries()));
+            async { Ok(()) }
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("run");
+    let log = log.lock().expect("lock").clone();
+    let expected: Vec<(String, u64)> = old
+        .iter()
+        .map(|id| (id.clone(), 2))
+        .chain(new.iter().map(|id| (id.clone(), 1)))
+        .collect();
+    assert_eq!(log, expected);
+    let mut raw = common::raw(&server).await;
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn idempotent_groups_skip_keys_they_already_handled() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    // The same command published twice (a producer retry), plus a third.
+    let once = examples::command(1);
+    bus.publish("command", &once).await.expect("publish");
+    bus.publish("command", &once).await.expect("publish");
+    bus.publish("command", &examples::command(2))
+        .await
+        .expect("publish");
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let report = Consumer::new(
+        &bus,
+        ConsumerOptions::new("g", "c")
+            .contract("command")
+            .concurrency(1)
+            .idempotency(Idempotency::field("command_id"))
+            .limit(2),
+    )
+    .await
+    .expect("consumer")
+    .run(
+        move |d: Delivery| {
+            l.lock().expect("lock").push((
+                d.message()["command_id"].as_str().unwrap_or("").to_owned(),
+                d.deliveries(),
+            ));
+            async { Ok(()) }
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .expect("run");
+    assert_eq!(report.duplicates, 1);
+    assert_eq!(report.acked, 3, "the duplicate is acked too");
+    let keys: Vec<String> = log
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            examples::command(1)["command_id"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+            examples::command(2)["command_id"]
+                .as_str()
+                .expect("id")
+                .to_owned()
+        ]
+    );
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .is_empty()
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!(
+            "orion:commands:handled:g:{}",
+            examples::command(1)["command_id"].as_str().expect("id")
+        ))
+        .query_async(&mut raw)
+        .await
+        .expect("TTL");
+    assert!(ttl > 0, "keys are recorded with a TTL, got {ttl}");
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_stream_loses_nothing_and_idempotency_makes_it_exactly_once() {
+    let mut server =
+        RedisServer::start_with(RedisServerOptions::default().appendonly(true)).expect("start");
+    let bus = common::bus(&server).await;
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer::new(
+        &bus,
+        fast_retries("g", "c")
+            .concurrency(4)
+            .idempotency(Idempotency::field("command_id")),
+    )
+    .await
+    .expect("consumer");
+    let task = tokio::spawn(consumer.run(
+        move |d: Delivery| {
+            l.lock().expect("lock").push((
+                d.message()["command_id"].as_str().unwrap_or("").to_owned(),
+                d.deliveries(),
+            ));
+            async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok(())
+            }
+        },
+        shutdown.clone(),
+    ));
+    let total = 300u64;
+    let mut published = BTreeSet::new();
+    for n in 0..total {
+        if n == total / 2 {
+            server.restart().expect("restart redis");
+        }
+        let msg = examples::command(n);
+        let mut attempts = 0;
+        loop {
+            match bus.publish("command", &msg).await {
+                Ok(_) => break,
+                Err(e) if e.is_retryable() && attempts < 100 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("publish {n}: {e}"),
+            }
+        }
+        published.insert(msg["command_id"].as_str().expect("id").to_owned());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen: BTreeSet<String> = log
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|(k, _)| k.clone())
+            .collect();
+        if seen == published {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} handled after the restart",
+            seen.len(),
+            published.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut raw = common::raw(&server).await;
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            let mut raw = raw.clone();
+            async move {
+                common::pending_ids(&mut raw, "orion:commands", "g")
+                    .await
+                    .is_empty()
+            }
+        })
+        .await,
+        "everything acked"
+    );
+    shutdown.cancel();
+    task.await.expect("join").expect("run");
+    let log = log.lock().expect("lock").clone();
+    let mut counts: BTreeMap<&String, usize> = BTreeMap::new();
+    for (k, _) in &log {
+        *counts.entry(k).or_default() += 1;
+    }
+    let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        repeated.is_empty(),
+        "with idempotency each key is handled exactly once: {repeated:?}"
+    );
+    assert_eq!(counts.len(), total as usize);
+    assert_eq!(common::xlen(&mut raw, "orion:commands:dlq").await, 0);
+}
