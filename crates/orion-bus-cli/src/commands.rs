@@ -8,13 +8,11 @@ use std::time::Duration;
 
 use orion_bus::config::Settings;
 use orion_bus::inspect::{self, split_json_input};
-use orion_bus::{
-    Bus, ContractRegistry, Consumer, Delivery, HandlerError, Metrics, PublishError,
-};
+use orion_bus::{Bus, Consumer, ContractRegistry, Delivery, HandlerError, Metrics, PublishError};
 use orion_bus_harness::RedisServer;
 use serde_json::json;
 
-use crate::{Command, EXIT_FAILED, EXIT_USAGE};
+use crate::{Command, DlqAction, EXIT_FAILED, EXIT_USAGE};
 
 /// Largest number of messages written in one pipeline by `publish`.
 const PUBLISH_CHUNK: usize = 1000;
@@ -35,6 +33,7 @@ pub async fn run(command: Command, settings: Settings) -> ExitCode {
             count,
             follow,
         } => tail(&settings, &contract, from, count, follow).await,
+        Command::Dlq { action } => dlq(&settings, action).await,
         Command::Serve => serve(&settings).await,
         Command::Demo { messages } => demo(&settings, messages).await,
     }
@@ -104,7 +103,11 @@ fn validate(settings: &Settings, contract: &str, file: &str) -> ExitCode {
         }
     }
     if invalid == 0 {
-        println!("{} message(s) valid against {}", messages.len(), contract.name());
+        println!(
+            "{} message(s) valid against {}",
+            messages.len(),
+            contract.name()
+        );
         ExitCode::SUCCESS
     } else {
         println!(
@@ -305,7 +308,11 @@ async fn tail(
         },
     };
     let shutdown = crate::signal::shutdown_token();
-    let mut reader = match settings.redis.connect_blocking(settings.consumer.block).await {
+    let mut reader = match settings
+        .redis
+        .connect_blocking(settings.consumer.block)
+        .await
+    {
         Ok(c) => c,
         Err(e) => return fail(EXIT_FAILED, e),
     };
@@ -349,7 +356,10 @@ async fn serve(settings: &Settings) -> ExitCode {
     .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(EXIT_FAILED, format!("http server on {}: {e}", settings.http_addr)),
+        Err(e) => fail(
+            EXIT_FAILED,
+            format!("http server on {}: {e}", settings.http_addr),
+        ),
     }
 }
 
@@ -360,7 +370,11 @@ async fn demo(settings: &Settings, messages: u64) -> ExitCode {
     if !settings.redis_url_given {
         match RedisServer::start() {
             Ok(s) => {
-                println!("started a throwaway redis-server on {} (data in {})", s.url(), s.dir().display());
+                println!(
+                    "started a throwaway redis-server on {} (data in {})",
+                    s.url(),
+                    s.dir().display()
+                );
                 redis = orion_bus::RedisSettings::new(s.url());
                 server = Some(s);
             }
@@ -383,7 +397,8 @@ async fn demo(settings: &Settings, messages: u64) -> ExitCode {
     };
     let shutdown = crate::signal::shutdown_token();
     let timeout = Duration::from_secs(120);
-    let result = tokio::time::timeout(timeout, orion_bus::demo::run(&bus, messages, shutdown)).await;
+    let result =
+        tokio::time::timeout(timeout, orion_bus::demo::run(&bus, messages, shutdown)).await;
     let code = match result {
         Ok(Ok(report)) => {
             println!("{report}");
@@ -394,11 +409,114 @@ async fn demo(settings: &Settings, messages: u64) -> ExitCode {
             }
         }
         Ok(Err(e)) => fail(EXIT_FAILED, e),
-        Err(_) => fail(EXIT_FAILED, format!("demo did not finish within {timeout:?}")),
+        Err(_) => fail(
+            EXIT_FAILED,
+            format!("demo did not finish within {timeout:?}"),
+        ),
     };
     if let Some(mut s) = server {
         s.stop();
         println!("stopped the throwaway redis-server");
     }
     code
+}
+
+async fn dlq(settings: &Settings, action: DlqAction) -> ExitCode {
+    let contract = match &action {
+        DlqAction::List { contract, .. }
+        | DlqAction::Show { contract, .. }
+        | DlqAction::Redrive { contract, .. }
+        | DlqAction::Purge { contract, .. } => contract.clone(),
+    };
+    let registry = match load_contracts(settings) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if let Err(e) = registry.get(&contract) {
+        return fail(EXIT_USAGE, e);
+    }
+    let bus = match connect(settings, registry).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let stream = match bus.stream_for(&contract) {
+        Ok(s) => s,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
+    let dlq = orion_bus::wire::dead_letter_stream(&stream);
+    let mut conn = bus.connection();
+    let print = |letter: &orion_bus::dlq::DeadLetter| match serde_json::to_string(letter) {
+        Ok(line) => println!("{line}"),
+        Err(e) => eprintln!("orion-bus: cannot print {}: {e}", letter.dlq_id),
+    };
+    match action {
+        DlqAction::List { from, count, .. } => {
+            match orion_bus::dlq::list(&mut conn, &dlq, &from, count).await {
+                Ok(letters) => {
+                    letters.iter().for_each(print);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EXIT_FAILED, e),
+            }
+        }
+        DlqAction::Show { id, .. } => match orion_bus::dlq::show(&mut conn, &dlq, &id).await {
+            Ok(Some(letter)) => {
+                match serde_json::to_string_pretty(&letter) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => return fail(EXIT_FAILED, e),
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(None) => fail(EXIT_FAILED, format!("no dead letter {id} in {dlq}")),
+            Err(e) => fail(EXIT_FAILED, e),
+        },
+        DlqAction::Redrive { ids, all, .. } => {
+            let ids = match select_ids(&mut conn, &dlq, ids, all).await {
+                Ok(ids) => ids,
+                Err(e) => return fail(EXIT_FAILED, e),
+            };
+            match orion_bus::dlq::redrive(&bus, &contract, &ids).await {
+                Ok(report) => {
+                    for (dlq_id, new_id) in &report.redriven {
+                        println!("redriven {dlq_id} -> {stream} {new_id}");
+                    }
+                    for (dlq_id, why) in &report.kept {
+                        eprintln!("kept {dlq_id}: {why}");
+                    }
+                    if report.kept.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(EXIT_FAILED)
+                    }
+                }
+                Err(e) => fail(EXIT_FAILED, e),
+            }
+        }
+        DlqAction::Purge { ids, all, .. } => {
+            let ids = match select_ids(&mut conn, &dlq, ids, all).await {
+                Ok(ids) => ids,
+                Err(e) => return fail(EXIT_FAILED, e),
+            };
+            match orion_bus::dlq::purge(&mut conn, &dlq, &ids).await {
+                Ok(n) => {
+                    println!("purged {n} of {} dead letter(s) from {dlq}", ids.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(EXIT_FAILED, e),
+            }
+        }
+    }
+}
+
+async fn select_ids(
+    conn: &mut redis::aio::ConnectionManager,
+    dlq: &str,
+    ids: Vec<String>,
+    all: bool,
+) -> redis::RedisResult<Vec<String>> {
+    if all {
+        orion_bus::dlq::all_ids(conn, dlq).await
+    } else {
+        Ok(ids)
+    }
 }

@@ -10,7 +10,9 @@ mod signal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource};
+use clap::{
+    Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource,
+};
 use orion_bus::config::{self, Given, LogFormat, SETTINGS, Settings, Source};
 
 /// Exit code for usage and configuration errors.
@@ -96,6 +98,11 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Inspect and operate on a contract's dead-letter stream ({stream}:dlq).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Run the daemon: /healthz, /readyz and /metrics over HTTP.
     ///
     /// Stops gracefully on SIGINT/SIGTERM.
@@ -110,6 +117,55 @@ enum Command {
         /// Valid messages to publish.
         #[arg(long, default_value_t = 3000)]
         messages: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// List dead letters as NDJSON, oldest first.
+    List {
+        /// Contract whose dead letters to list.
+        contract: String,
+        /// Start at this dead-letter id (inclusive).
+        #[arg(long, default_value = "-", value_name = "ID")]
+        from: String,
+        /// How many to list.
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+    },
+    /// Show one dead letter in full, payload included.
+    Show {
+        /// Contract.
+        contract: String,
+        /// Dead-letter id.
+        id: String,
+    },
+    /// Re-validate dead letters and re-publish them to their original
+    /// stream. Only those re-published are removed; the rest stay, with
+    /// the reason printed. Exits 1 if any stayed.
+    Redrive {
+        /// Contract.
+        contract: String,
+        /// Dead-letter ids.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every dead letter of the contract.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete exactly the given dead letters, nothing else.
+    Purge {
+        /// Contract.
+        contract: String,
+        /// Dead-letter ids.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<String>,
+        /// Every dead letter of the contract (needs --yes).
+        #[arg(long, requires = "yes")]
+        all: bool,
+        /// Confirm --all.
+        #[arg(long)]
+        yes: bool,
     },
 }
 

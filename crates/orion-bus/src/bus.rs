@@ -467,7 +467,7 @@ impl Bus {
         Ok(id)
     }
 
-    fn xadd(&self, p: &Prepared) -> redis::Cmd {
+    pub(crate) fn xadd(&self, p: &Prepared) -> redis::Cmd {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&*p.route.stream);
         if self.inner.options.max_len > 0 {

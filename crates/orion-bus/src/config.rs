@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::bus::BusOptions;
 use crate::connection::RedisSettings;
-use crate::consumer::{ConsumerOptions, StartId};
+use crate::consumer::{ConsumerOptions, ErrorPolicy, Idempotency, StartId};
 use crate::contracts::ContractOptions;
 use crate::wire::JsonStyle;
 
@@ -158,6 +158,48 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Where a new group starts: 0 (whole stream, as the Python bus), $ (new entries) or an id"
     ),
     spec!(
+        "on_error",
+        "ORION_BUS_ON_ERROR",
+        Some("retry"),
+        "Handler errors: retry (redeliver with backoff, dead-letter after max_deliveries) or dead-letter (at once)"
+    ),
+    spec!(
+        "max_deliveries",
+        "ORION_BUS_MAX_DELIVERIES",
+        Some("5"),
+        "Deliveries (counted by Redis) after which a failing entry is dead-lettered"
+    ),
+    spec!(
+        "retry_backoff",
+        "ORION_BUS_RETRY_BACKOFF",
+        Some("1s"),
+        "Wait before the first redelivery; doubles per delivery"
+    ),
+    spec!(
+        "retry_backoff_max",
+        "ORION_BUS_RETRY_BACKOFF_MAX",
+        Some("60s"),
+        "Longest wait between redeliveries"
+    ),
+    spec!(
+        "claim_idle",
+        "ORION_BUS_CLAIM_IDLE",
+        Some("30s"),
+        "Entries idle this long on another consumer are claimed (it is presumed dead)"
+    ),
+    spec!(
+        "idempotency_key",
+        "ORION_BUS_IDEMPOTENCY_KEY",
+        None,
+        "Skip messages this group already handled, keyed by this field (e.g. event_id), or @id for the stream id"
+    ),
+    spec!(
+        "idempotency_ttl",
+        "ORION_BUS_IDEMPOTENCY_TTL",
+        Some("24h"),
+        "How long handled keys are remembered"
+    ),
+    spec!(
         "shutdown_grace",
         "ORION_BUS_SHUTDOWN_GRACE",
         Some("25s"),
@@ -298,7 +340,30 @@ pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigErr
         .read_count(r.positive("read_count", 32))
         .block(r.duration("block"))
         .start_id(r.parse("start_id", StartId::Beginning))
-        .shutdown_grace(r.duration("shutdown_grace"));
+        .shutdown_grace(r.duration("shutdown_grace"))
+        .on_error(r.parse("on_error", ErrorPolicy::Retry))
+        .max_deliveries(r.positive("max_deliveries", 5) as u64)
+        .retry_backoff(r.duration("retry_backoff"), r.duration("retry_backoff_max"))
+        .claim_idle(r.duration("claim_idle"));
+    let consumer = match r.opt_string("idempotency_key") {
+        None => consumer,
+        Some(key) => {
+            let idem = if key == "@id" {
+                Idempotency::stream_id()
+            } else {
+                Idempotency::field(key)
+            };
+            consumer.idempotency(idem.ttl(r.duration("idempotency_ttl")))
+        }
+    };
+    if consumer.retry_backoff.is_zero() || consumer.retry_backoff_max < consumer.retry_backoff {
+        r.problems
+            .push("retry_backoff: must be positive and at most retry_backoff_max".to_owned());
+    }
+    if consumer.claim_idle < Duration::from_millis(100) {
+        r.problems
+            .push("claim_idle: must be at least 100ms".to_owned());
+    }
     if consumer.block < Duration::from_millis(1) {
         r.problems.push("block: must be at least 1ms".to_owned());
     }
@@ -384,10 +449,9 @@ struct Resolver<'a> {
 
 impl Resolver<'_> {
     fn spec(key: &str) -> &'static SettingSpec {
-        SETTINGS
-            .iter()
-            .find(|s| s.key == key)
-            .unwrap_or(&SETTINGS[0])
+        let found = SETTINGS.iter().find(|s| s.key == key);
+        debug_assert!(found.is_some(), "setting {key} is not in SETTINGS");
+        found.unwrap_or(&SETTINGS[0])
     }
 
     fn raw(&self, key: &str) -> Option<(String, Source)> {

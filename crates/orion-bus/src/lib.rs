@@ -19,6 +19,7 @@
 //!   problem reported at once.
 //! - [`examples`]: the project's own example contracts, embedded.
 //! - [`demo`]: the end-to-end demo behind `orion-bus demo`.
+//! - [`dlq`]: listing, showing, redriving and purging dead letters.
 //! - [`backoff`]: retry pacing for Redis errors.
 //!
 //! Shutdown is always a parameter (a [`CancellationToken`]); nothing in the
@@ -31,6 +32,7 @@ pub mod connection;
 pub mod consumer;
 pub mod contracts;
 pub mod demo;
+pub mod dlq;
 pub mod examples;
 pub mod http;
 pub mod inspect;

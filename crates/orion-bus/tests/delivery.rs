@@ -680,3 +680,138 @@ async fn a_redis_restart_mid_stream_loses_nothing_and_idempotency_makes_it_exact
     assert_eq!(counts.len(), total as usize);
     assert_eq!(common::xlen(&mut raw, "orion:commands:dlq").await, 0);
 }
+
+const VICTIM_URL: &str = "ORION_BUS_TEST_VICTIM_URL";
+const VICTIM_LOG: &str = "ORION_BUS_TEST_VICTIM_LOG";
+
+/// Not a test of its own: the consumer process that
+/// `a_consumer_process_killed_mid_batch_loses_nothing` starts and SIGKILLs.
+#[tokio::test]
+#[ignore = "helper process, started by a_consumer_process_killed_mid_batch_loses_nothing"]
+async fn victim_consumer_process() {
+    let (Ok(url), Ok(log)) = (std::env::var(VICTIM_URL), std::env::var(VICTIM_LOG)) else {
+        return;
+    };
+    let registry = examples::registry(orion_bus::ContractOptions::default()).expect("examples");
+    let bus = orion_bus::Bus::connect(
+        orion_bus::RedisSettings::new(url),
+        registry,
+        orion_bus::BusOptions::default(),
+        orion_bus::Metrics::new(),
+    )
+    .await
+    .expect("connect");
+    let consumer = Consumer::new(
+        &bus,
+        fast_retries("g", "victim").concurrency(4).max_in_flight(8),
+    )
+    .await
+    .expect("consumer");
+    consumer
+        .run(
+            move |d: Delivery| {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&log)
+                    .expect("log");
+                writeln!(f, "{}", d.id()).expect("write log");
+                async {
+                    // Mid-batch forever: only SIGKILL ends this.
+                    std::future::pending::<()>().await;
+                    Ok(())
+                }
+            },
+            CancellationToken::new(),
+        )
+        .await
+        .expect("run");
+}
+
+#[tokio::test]
+async fn a_consumer_process_killed_mid_batch_loses_nothing() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let ids = bus
+        .publish_batch(
+            "command",
+            &(0..20).map(examples::command).collect::<Vec<_>>(),
+        )
+        .await
+        .expect("publish");
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("victim.log");
+    let mut victim = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--ignored",
+            "--exact",
+            "victim_consumer_process",
+            "--nocapture",
+        ])
+        .env(VICTIM_URL, server.url())
+        .env(VICTIM_LOG, &log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn victim");
+    // Wait until the victim holds a full batch: 4 handlers running, 8 entries
+    // delivered to it (its in-flight cap).
+    let started = common::eventually(Duration::from_secs(20), || {
+        let mut raw = raw.clone();
+        let log = log.clone();
+        async move {
+            let running = std::fs::read_to_string(&log)
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            running == 4
+                && common::pending_ids(&mut raw, "orion:commands", "g")
+                    .await
+                    .len()
+                    == 8
+        }
+    })
+    .await;
+    assert!(started, "the victim did not take a batch");
+    victim.kill().expect("SIGKILL");
+    victim.wait().expect("reap");
+    let taken = common::pending_ids(&mut raw, "orion:commands", "g").await;
+    assert_eq!(
+        taken.len(),
+        8,
+        "the killed consumer's batch is still pending"
+    );
+
+    let handled: Log = Arc::default();
+    let h = handled.clone();
+    let rescuer = Consumer::new(&bus, fast_retries("g", "rescuer"))
+        .await
+        .expect("consumer");
+    let report = run_until(
+        rescuer,
+        move |d: Delivery| {
+            h.lock()
+                .expect("lock")
+                .push((d.id().to_owned(), d.deliveries()));
+            async { Ok(()) }
+        },
+        || handled.lock().expect("lock").len() >= 20,
+    )
+    .await;
+    assert_eq!(report.acked, 20);
+    let handled = handled.lock().expect("lock").clone();
+    let got: BTreeSet<&String> = handled.iter().map(|(id, _)| id).collect();
+    assert_eq!(got, ids.iter().collect(), "every entry handled");
+    assert_eq!(handled.len(), 20, "each exactly once by the rescuer");
+    for (id, deliveries) in &handled {
+        let expected = if taken.contains(id) { 2 } else { 1 };
+        assert_eq!(*deliveries, expected, "{id}");
+    }
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .is_empty()
+    );
+    assert_eq!(common::xlen(&mut raw, "orion:commands:dlq").await, 0);
+}

@@ -181,7 +181,8 @@ pub struct Idempotency {
     /// The top-level message field that identifies it (e.g. `event_id`),
     /// or `None` for the stream entry id.
     pub field: Option<String>,
-    /// How long handled keys are remembered. Default 7 days.
+    /// How long handled keys are remembered. Default 24 h: about 100
+    /// bytes of Redis memory per message handled in that window.
     pub ttl: Duration,
 }
 
@@ -191,7 +192,7 @@ impl Idempotency {
     pub fn field(field: impl Into<String>) -> Self {
         Self {
             field: Some(field.into()),
-            ttl: Duration::from_secs(7 * 24 * 3600),
+            ttl: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -200,7 +201,7 @@ impl Idempotency {
     pub fn stream_id() -> Self {
         Self {
             field: None,
-            ttl: Duration::from_secs(7 * 24 * 3600),
+            ttl: Duration::from_secs(24 * 3600),
         }
     }
 
