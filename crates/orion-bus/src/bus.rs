@@ -11,6 +11,8 @@
 //! `redis-rs`'s multiplexed connection.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use redis::aio::ConnectionManager;
 use serde_json::Value;
@@ -18,6 +20,7 @@ use serde_json::Value;
 use crate::connection::{ConnectError, RedisSettings};
 use crate::contracts::{Contract, ContractError, ContractRegistry, Violations};
 use crate::metrics::Metrics;
+use crate::retention::{self, Retention, TRIM_INTERVAL};
 use crate::wire::{self, JsonStyle};
 
 /// Publishing settings shared by everything built from one [`Bus`].
@@ -36,6 +39,10 @@ pub struct BusOptions {
     /// How messages are encoded. Default [`JsonStyle::Python`], byte-identical
     /// to the Python bus.
     pub json_style: JsonStyle,
+    /// How stream length is bounded. Default [`Retention::Approximate`]
+    /// (`MAXLEN ~ max_len`, as the Python bus); [`Retention::Safe`] never
+    /// trims what a group still needs.
+    pub retention: Retention,
 }
 
 impl Default for BusOptions {
@@ -45,6 +52,7 @@ impl Default for BusOptions {
             max_len: 10_000,
             max_message_bytes: 1024 * 1024,
             json_style: JsonStyle::Python,
+            retention: Retention::Approximate,
         }
     }
 }
@@ -68,6 +76,13 @@ impl BusOptions {
     #[must_use]
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Sets the retention mode.
+    #[must_use]
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -177,6 +192,8 @@ pub struct Prepared {
 struct Route {
     stream: Arc<str>,
     published: prometheus_client::metrics::counter::Counter,
+    /// When this stream was last trimmed/checked, in ms since the bus started.
+    last_trim: Arc<AtomicU64>,
 }
 
 impl Prepared {
@@ -214,6 +231,8 @@ struct BusInner {
     metrics: Metrics,
     /// Stream key and counters per contract, computed once.
     routes: std::collections::HashMap<String, Route>,
+    /// Reference point for `Route::last_trim`.
+    started: Instant,
 }
 
 impl Bus {
@@ -234,6 +253,7 @@ impl Bus {
                 let route = Route {
                     stream: Arc::from(wire::stream_name(&options.prefix, n)),
                     published: metrics.publisher(n).published,
+                    last_trim: Arc::default(),
                 };
                 (n.to_owned(), route)
             })
@@ -246,6 +266,7 @@ impl Bus {
                 conn,
                 metrics,
                 routes,
+                started: Instant::now(),
             }),
         })
     }
@@ -446,6 +467,7 @@ impl Bus {
         })?;
         for p in batch {
             p.route.published.inc();
+            self.after_write(&p.route);
         }
         Ok(ids)
     }
@@ -464,17 +486,54 @@ impl Bus {
                 }
             })?;
         p.route.published.inc();
+        self.after_write(&p.route);
         Ok(id)
     }
 
     pub(crate) fn xadd(&self, p: &Prepared) -> redis::Cmd {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&*p.route.stream);
-        if self.inner.options.max_len > 0 {
+        if self.inner.options.max_len > 0 && self.inner.options.retention == Retention::Approximate
+        {
             cmd.arg("MAXLEN").arg("~").arg(self.inner.options.max_len);
         }
         cmd.arg("*").arg(wire::DATA_FIELD).arg(&p.payload);
         cmd
+    }
+
+    /// At most once per stream per [`TRIM_INTERVAL`], in the background:
+    /// safe trimming (in safe mode) and detection of entries trimmed
+    /// before some group read them (in both modes).
+    fn after_write(&self, route: &Route) {
+        let now = u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = route.last_trim.load(Ordering::Relaxed);
+        let interval = u64::try_from(TRIM_INTERVAL.as_millis()).unwrap_or(1000);
+        if now.saturating_sub(last) < interval
+            || route
+                .last_trim
+                .compare_exchange(last, now.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let mut conn = self.inner.conn.clone();
+        let metrics = self.inner.metrics.clone();
+        let stream = route.stream.clone();
+        let retention = self.inner.options.retention;
+        tokio::spawn(async move {
+            let result = match retention {
+                Retention::Safe { hard_cap } => {
+                    retention::trim_safely(&mut conn, &metrics, &stream, hard_cap).await
+                }
+                _ => retention::check_loss(&mut conn, &metrics, &stream, None)
+                    .await
+                    .map(|_| ()),
+            };
+            if let Err(e) = result {
+                metrics.redis_error();
+                tracing::warn!(stream = %stream, error = %e, "retention check failed");
+            }
+        });
     }
 
     /// Round-trips a `PING`, for readiness checks.

@@ -17,6 +17,7 @@ use crate::bus::BusOptions;
 use crate::connection::RedisSettings;
 use crate::consumer::{ConsumerOptions, ErrorPolicy, Idempotency, StartId};
 use crate::contracts::ContractOptions;
+use crate::retention::Retention;
 use crate::wire::JsonStyle;
 
 /// One setting: its key (TOML key and `--flag` with `_` as `-`), its
@@ -120,6 +121,18 @@ pub const SETTINGS: &[SettingSpec] = &[
         "ORION_BUS_MAX_MESSAGE_BYTES",
         Some("1048576"),
         "Largest encoded message accepted at publish and consume"
+    ),
+    spec!(
+        "retention",
+        "ORION_BUS_RETENTION",
+        Some("approx"),
+        "approx (MAXLEN ~ max_len at publish, as the Python bus) or safe (never trim what a group still needs)"
+    ),
+    spec!(
+        "hard_cap",
+        "ORION_BUS_HARD_CAP",
+        Some("100000"),
+        "In safe retention, the length kept whatever groups need (last resort)"
     ),
     spec!(
         "json_style",
@@ -330,7 +343,18 @@ pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigErr
         .prefix(r.string("prefix"))
         .max_len(r.parse("max_len", 10_000))
         .max_message_bytes(r.parse("max_message_bytes", 1024 * 1024))
-        .json_style(r.parse("json_style", JsonStyle::Python));
+        .json_style(r.parse("json_style", JsonStyle::Python))
+        .retention(match r.string("retention").as_str() {
+            "approx" => Retention::Approximate,
+            "safe" => Retention::Safe {
+                hard_cap: r.parse("hard_cap", 100_000),
+            },
+            other => {
+                r.problems
+                    .push(format!("retention: {other:?} is not approx or safe"));
+                Retention::Approximate
+            }
+        });
     if bus.prefix.is_empty() {
         r.problems.push("prefix: must not be empty".to_owned());
     }

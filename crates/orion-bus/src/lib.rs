@@ -20,6 +20,7 @@
 //! - [`examples`]: the project's own example contracts, embedded.
 //! - [`demo`]: the end-to-end demo behind `orion-bus demo`.
 //! - [`dlq`]: listing, showing, redriving and purging dead letters.
+//! - [`retention`]: safe trimming and detection of entries lost to trimming.
 //! - [`backoff`]: retry pacing for Redis errors.
 //!
 //! Shutdown is always a parameter (a [`CancellationToken`]); nothing in the
@@ -37,6 +38,7 @@ pub mod examples;
 pub mod http;
 pub mod inspect;
 pub mod metrics;
+pub mod retention;
 pub mod wire;
 
 pub use bus::{Bus, BusOptions, Prepared, PublishError};

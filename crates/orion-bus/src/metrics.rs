@@ -61,6 +61,15 @@ pub struct DeadLetterLabels {
     pub reason: String,
 }
 
+/// Labels of per-group series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    /// Stream key.
+    pub stream: String,
+    /// Consumer group.
+    pub group: String,
+}
+
 /// The registry and every metric family, shared by all bus components.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -80,6 +89,10 @@ struct Inner {
     redis_errors: Counter,
     workers_busy: Gauge,
     workers_capacity: Gauge,
+    trimmed_unread: Family<GroupLabels, Counter>,
+    /// Loss already reported per (stream, group): (last-delivered id, count),
+    /// so that repeated checks of the same gap count it once.
+    loss_seen: std::sync::Mutex<std::collections::HashMap<(String, String), (String, u64)>>,
 }
 
 impl Default for Metrics {
@@ -155,6 +168,12 @@ impl Metrics {
             "Configured handler concurrency, summed over running consumers",
             workers_capacity.clone(),
         );
+        let trimmed_unread = Family::default();
+        registry.register(
+            "trimmed_unread_messages",
+            "Entries removed by trimming before a group had read them (lost to that group)",
+            trimmed_unread.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -168,6 +187,8 @@ impl Metrics {
                 redis_errors,
                 workers_busy,
                 workers_capacity,
+                trimmed_unread,
+                loss_seen: std::sync::Mutex::default(),
             }),
         }
     }
@@ -224,6 +245,38 @@ impl Metrics {
     /// Records a failed Redis command.
     pub fn redis_error(&self) {
         self.inner.redis_errors.inc();
+    }
+
+    /// Records that `lost` entries were trimmed before `group` read them
+    /// (the group's last-delivered id being `last_delivered`). Returns the
+    /// newly lost count (0 when this gap was already reported).
+    pub fn trimmed_unread(
+        &self,
+        stream: &str,
+        group: &str,
+        last_delivered: &str,
+        lost: u64,
+    ) -> u64 {
+        let Ok(mut seen) = self.inner.loss_seen.lock() else {
+            return 0;
+        };
+        let key = (stream.to_owned(), group.to_owned());
+        let already = match seen.get(&key) {
+            Some((id, n)) if id == last_delivered => *n,
+            _ => 0,
+        };
+        let new = lost.saturating_sub(already);
+        if new > 0 {
+            seen.insert(key, (last_delivered.to_owned(), lost));
+            self.inner
+                .trimmed_unread
+                .get_or_create(&GroupLabels {
+                    stream: stream.to_owned(),
+                    group: group.to_owned(),
+                })
+                .inc_by(new);
+        }
+        new
     }
 
     /// Handle on the busy-workers gauge.

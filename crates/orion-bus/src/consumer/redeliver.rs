@@ -27,10 +27,15 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, Work, dead_letter};
+use crate::retention;
 use crate::wire::{self, RawEntry};
 
 /// Pending entries looked at per stream per pass.
 const PAGE: usize = 128;
+
+/// How often a consumer checks its streams for entries its group lost to
+/// trimming.
+const LOSS_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// One row of `XPENDING ... IDLE`.
 #[derive(Debug, Clone)]
@@ -286,6 +291,7 @@ pub(super) async fn run(
     let mut conn = shared.conn.clone();
     let mut queue = Some(queue);
     let mut last_beat = tokio::time::Instant::now();
+    let mut last_loss_check = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = stop_heartbeat.cancelled() => return,
@@ -298,6 +304,23 @@ pub(super) async fn run(
         if last_beat.elapsed() >= beat_every {
             heartbeat(&shared, &mut conn).await;
             last_beat = tokio::time::Instant::now();
+        }
+        if last_loss_check.elapsed() >= LOSS_CHECK_EVERY {
+            // Whoever trims (a Python publisher too), this group notices.
+            for s in &shared.sources {
+                if let Err(e) = retention::check_loss(
+                    &mut conn,
+                    shared.bus.metrics(),
+                    &s.stream,
+                    Some(&shared.group),
+                )
+                .await
+                {
+                    shared.bus.metrics().redis_error();
+                    tracing::warn!(stream = %s.stream, group = %shared.group, error = %e, "loss check failed");
+                }
+            }
+            last_loss_check = tokio::time::Instant::now();
         }
         if let Some(q) = &queue {
             for idx in 0..shared.sources.len() {

@@ -1,0 +1,303 @@
+//! Stream retention: trimming that never drops what a group still needs,
+//! and detection of entries lost to anyone's trimming.
+//!
+//! Owns [`Retention`] and the two checks run from publishers (after
+//! writes, at most once per stream per [`TRIM_INTERVAL`]) and consumers
+//! (every few seconds, for their own group):
+//! - **safe trimming**: the oldest entry any group still needs is the
+//!   smaller of its oldest pending entry and the entry after its
+//!   last-delivered id; `XTRIM MINID ~` trims strictly below the smallest
+//!   of those over all groups. Only the hard cap (`XTRIM MAXLEN ~`) can
+//!   remove unread entries, as a last resort.
+//! - **loss detection**: when a group's last-delivered id is older than the
+//!   stream's first entry, the entries in between are gone. Their number
+//!   is `entries-added - entries-read - length` (Redis 7 `XINFO`); it is
+//!   counted on `orion_bus_trimmed_unread_messages_total` and logged as a
+//!   warning, once per gap.
+
+use std::time::Duration;
+
+use redis::Value;
+use redis::aio::ConnectionManager;
+
+use crate::metrics::Metrics;
+
+/// How often a publisher trims and checks one stream, at most.
+pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How a stream's length is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retention {
+    /// `XADD ... MAXLEN ~ max_len`, as the Python bus. Entries a slow group
+    /// has not read can be trimmed; such losses are detected and reported.
+    Approximate,
+    /// Never trim an entry some group has not had delivered and acked;
+    /// `hard_cap` entries is the last resort (losses then reported).
+    Safe {
+        /// Largest length kept whatever the groups need.
+        hard_cap: u64,
+    },
+}
+
+/// A stream id as (ms, seq).
+fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(i) => u64::try_from(*i).ok(),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+/// Flat `[k, v, k, v]` (RESP2) or map (RESP3) into pairs.
+fn pairs(v: &Value) -> Vec<(String, &Value)> {
+    match v {
+        Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|kv| Some((text(&kv[0])?, kv.get(1)?)))
+            .collect(),
+        Value::Map(kv) => kv.iter().filter_map(|(k, v)| Some((text(k)?, v))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn get<'a>(kv: &'a [(String, &'a Value)], key: &str) -> Option<&'a Value> {
+    kv.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+}
+
+/// What `XINFO STREAM` and `XINFO GROUPS` say, reduced to what we need.
+#[derive(Debug, Clone, Default)]
+pub struct StreamState {
+    /// Entries in the stream now.
+    pub length: u64,
+    /// Entries ever added.
+    pub entries_added: Option<u64>,
+    /// Id of the first entry, if any.
+    pub first_id: Option<String>,
+    /// Each group.
+    pub groups: Vec<GroupState>,
+}
+
+/// One group of a stream.
+#[derive(Debug, Clone, Default)]
+pub struct GroupState {
+    /// Group name.
+    pub name: String,
+    /// Last entry delivered to the group.
+    pub last_delivered: String,
+    /// Entries the group has read (Redis 7), if known.
+    pub entries_read: Option<u64>,
+    /// Entries pending in the group.
+    pub pending: u64,
+    /// Entries not yet delivered to the group (Redis 7), if known.
+    pub lag: Option<u64>,
+}
+
+impl StreamState {
+    /// Reads the state; a missing stream is an empty state.
+    ///
+    /// # Errors
+    /// Redis errors other than "no such key".
+    pub async fn read(conn: &mut ConnectionManager, stream: &str) -> redis::RedisResult<Self> {
+        let info: Value = match redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(stream)
+            .query_async(conn)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.to_string().contains("no such key") => return Ok(Self::default()),
+            Err(e) => return Err(e),
+        };
+        let kv = pairs(&info);
+        let first_id = get(&kv, "first-entry").and_then(|e| match e {
+            Value::Array(parts) => parts.first().and_then(text),
+            _ => None,
+        });
+        let groups: Value = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query_async(conn)
+            .await?;
+        let groups = match &groups {
+            Value::Array(items) => items
+                .iter()
+                .map(|g| {
+                    let kv = pairs(g);
+                    GroupState {
+                        name: get(&kv, "name").and_then(text).unwrap_or_default(),
+                        last_delivered: get(&kv, "last-delivered-id")
+                            .and_then(text)
+                            .unwrap_or_default(),
+                        entries_read: get(&kv, "entries-read").and_then(int),
+                        pending: get(&kv, "pending").and_then(int).unwrap_or(0),
+                        lag: get(&kv, "lag").and_then(int),
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            length: get(&kv, "length").and_then(int).unwrap_or(0),
+            entries_added: get(&kv, "entries-added").and_then(int),
+            first_id,
+            groups,
+        })
+    }
+
+    /// Entries removed before `group` read them, if any.
+    #[must_use]
+    pub fn lost_to(&self, group: &GroupState) -> u64 {
+        let (Some(first), Some(last)) = (
+            self.first_id.as_deref().and_then(parse_id),
+            parse_id(&group.last_delivered),
+        ) else {
+            return 0;
+        };
+        // A group that never read anything (last-delivered 0-0) did not
+        // lose history trimmed before it existed.
+        if first <= last || last == (0, 0) {
+            return 0;
+        }
+        match (self.entries_added, group.entries_read) {
+            (Some(added), Some(read)) => added.saturating_sub(read).saturating_sub(self.length),
+            // Without counters we only know that something is gone.
+            _ => 1,
+        }
+    }
+}
+
+/// Checks every group of `stream` (or only `only_group`) for entries lost
+/// to trimming; reports new losses. Returns the state read.
+///
+/// # Errors
+/// Redis errors.
+pub async fn check_loss(
+    conn: &mut ConnectionManager,
+    metrics: &Metrics,
+    stream: &str,
+    only_group: Option<&str>,
+) -> redis::RedisResult<StreamState> {
+    let state = StreamState::read(conn, stream).await?;
+    for group in &state.groups {
+        if only_group.is_some_and(|g| g != group.name) {
+            continue;
+        }
+        let lost = state.lost_to(group);
+        if lost > 0 {
+            let new = metrics.trimmed_unread(stream, &group.name, &group.last_delivered, lost);
+            if new > 0 {
+                tracing::warn!(
+                    stream,
+                    group = %group.name,
+                    lost = new,
+                    last_delivered = %group.last_delivered,
+                    first_entry = ?state.first_id,
+                    "entries were trimmed before this group read them"
+                );
+            }
+        }
+    }
+    Ok(state)
+}
+
+/// Safe trimming of one stream, then the hard cap, then loss detection.
+///
+/// # Errors
+/// Redis errors.
+pub async fn trim_safely(
+    conn: &mut ConnectionManager,
+    metrics: &Metrics,
+    stream: &str,
+    hard_cap: u64,
+) -> redis::RedisResult<()> {
+    let state = StreamState::read(conn, stream).await?;
+    let mut needed: Option<(u64, u64)> = None;
+    for group in &state.groups {
+        let Some((ms, seq)) = parse_id(&group.last_delivered) else {
+            continue;
+        };
+        let mut oldest = (ms, seq.saturating_add(1));
+        if group.pending > 0 {
+            let summary: Value = redis::cmd("XPENDING")
+                .arg(stream)
+                .arg(&group.name)
+                .query_async(conn)
+                .await?;
+            if let Value::Array(parts) = &summary
+                && let Some(min) = parts.get(1).and_then(text).as_deref().and_then(parse_id)
+            {
+                oldest = oldest.min(min);
+            }
+        }
+        needed = Some(needed.map_or(oldest, |n| n.min(oldest)));
+    }
+    // No group yet: nobody has said what they need; keep everything up to
+    // the hard cap.
+    if let Some((ms, seq)) = needed {
+        redis::cmd("XTRIM")
+            .arg(stream)
+            .arg("MINID")
+            .arg("~")
+            .arg(format!("{ms}-{seq}"))
+            .query_async::<u64>(conn)
+            .await?;
+    }
+    if state.length > hard_cap {
+        redis::cmd("XTRIM")
+            .arg(stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(hard_cap)
+            .query_async::<u64>(conn)
+            .await?;
+    }
+    check_loss(conn, metrics, stream, None).await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_needs_a_gap() {
+        let mut state = StreamState {
+            length: 5,
+            entries_added: Some(20),
+            first_id: Some("100-0".into()),
+            groups: Vec::new(),
+        };
+        let behind = GroupState {
+            name: "g".into(),
+            last_delivered: "50-3".into(),
+            entries_read: Some(10),
+            ..GroupState::default()
+        };
+        assert_eq!(
+            state.lost_to(&behind),
+            5,
+            "20 added - 10 read - 5 still there"
+        );
+        let caught_up = GroupState {
+            last_delivered: "100-0".into(),
+            entries_read: Some(16),
+            ..behind.clone()
+        };
+        assert_eq!(state.lost_to(&caught_up), 0);
+        state.entries_added = None;
+        assert_eq!(state.lost_to(&behind), 1, "unknown count, but a loss");
+    }
+}
