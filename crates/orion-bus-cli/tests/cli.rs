@@ -483,3 +483,181 @@ fn demo_runs_against_its_own_throwaway_server() {
         "{stdout}"
     );
 }
+
+#[test]
+fn dead_letters_can_be_listed_shown_redriven_and_purged() {
+    let server = RedisServer::start().expect("redis");
+    let bad_json = redis_cli(&server, &["XADD", "orion:commands", "*", "data", "{oops"]);
+    let invalid = redis_cli(
+        &server,
+        &[
+            "XADD",
+            "orion:commands",
+            "*",
+            "data",
+            "{\"version\": \"9\"}",
+        ],
+    );
+    let input: String = (0..2).map(|n| sample("command", n) + "\n").collect();
+    let out = run(cmd(Some(&server)).args(["publish", "command"]), &input);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(
+        cmd(Some(&server)).args([
+            "consume",
+            "command",
+            "--group",
+            "g",
+            "--consumer",
+            "c",
+            "--count",
+            "2",
+        ]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A consumer elsewhere dead-lettered a valid message (say its handler
+    // failed for good): redriving it must work.
+    let valid = sample("command", 7);
+    let parked = redis_cli(
+        &server,
+        &[
+            "XADD",
+            "orion:commands:dlq",
+            "*",
+            "stream",
+            "orion:commands",
+            "id",
+            "1-1",
+            "reason",
+            "handler_error",
+            "data",
+            &valid,
+        ],
+    );
+
+    let out = run(cmd(Some(&server)).args(["dlq", "list", "command"]), "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let letters: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(letters.len(), 3);
+    assert_eq!(letters[0]["fields"]["id"], bad_json.as_str());
+    assert_eq!(letters[0]["fields"]["reason"], "invalid_json");
+    assert_eq!(letters[0]["data"], "{oops");
+    assert_eq!(letters[1]["fields"]["id"], invalid.as_str());
+    assert_eq!(letters[1]["fields"]["reason"], "contract_violation");
+    let dlq_ids: Vec<String> = letters
+        .iter()
+        .map(|l| l["dlq_id"].as_str().expect("dlq id").to_owned())
+        .collect();
+
+    let out = run(
+        cmd(Some(&server)).args(["dlq", "show", "command", &dlq_ids[1]]),
+        "",
+    );
+    assert!(
+        text(&out.stdout).contains("\"version\\\": \\\"9\\\""),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Redrive all: only the valid one goes back; the others stay, with reasons.
+    let out = run(
+        cmd(Some(&server)).args(["dlq", "redrive", "command", "--all"]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "some were kept");
+    assert!(
+        text(&out.stdout).contains(&format!("redriven {}", dlq_ids[2])),
+        "{}",
+        text(&out.stdout)
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("kept {}", dlq_ids[0])), "{stderr}");
+    assert!(stderr.contains(&format!("kept {}", dlq_ids[1])), "{stderr}");
+    assert_eq!(redis_cli(&server, &["XLEN", "orion:commands:dlq"]), "2");
+    assert_eq!(
+        redis_cli(&server, &["XLEN", "orion:commands"]),
+        "5",
+        "re-published"
+    );
+    assert!(!redis_cli(&server, &["XRANGE", "orion:commands:dlq", "-", "+"]).contains(&parked));
+
+    // Purge deletes only what it is told to.
+    let out = run(
+        cmd(Some(&server)).args(["dlq", "purge", "command", &dlq_ids[0]]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(redis_cli(&server, &["XLEN", "orion:commands:dlq"]), "1");
+    let out = run(
+        cmd(Some(&server)).args(["dlq", "purge", "command", "--all"]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "--all needs --yes");
+    assert_eq!(redis_cli(&server, &["XLEN", "orion:commands:dlq"]), "1");
+    let out = run(
+        cmd(Some(&server)).args(["dlq", "purge", "command", "--all", "--yes"]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(redis_cli(&server, &["XLEN", "orion:commands:dlq"]), "0");
+}
+
+#[test]
+fn consume_accepts_delivery_flags() {
+    let server = RedisServer::start().expect("redis");
+    let msg = sample("command", 1);
+    run(
+        cmd(Some(&server)).args(["publish", "command"]),
+        &format!("{msg}\n{msg}\n"),
+    );
+    let out = run(
+        cmd(Some(&server)).args([
+            "consume",
+            "command",
+            "--group",
+            "g",
+            "--consumer",
+            "c",
+            "--count",
+            "1",
+            "--on-error",
+            "dead-letter",
+            "--max-deliveries",
+            "3",
+            "--claim-idle",
+            "5s",
+            "--idempotency-key",
+            "command_id",
+        ]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        1,
+        "the duplicate was skipped"
+    );
+    assert_eq!(
+        redis_cli(&server, &["XPENDING", "orion:commands", "g"])
+            .lines()
+            .next(),
+        Some("0")
+    );
+    let out = run(
+        cmd(Some(&server)).args([
+            "consume",
+            "command",
+            "--group",
+            "g",
+            "--consumer",
+            "c",
+            "--on-error",
+            "sometimes",
+        ]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "bad policy is a config error");
+}

@@ -39,6 +39,12 @@ pub struct BusOptions {
     /// How messages are encoded. Default [`JsonStyle::Python`], byte-identical
     /// to the Python bus.
     pub json_style: JsonStyle,
+    /// `None` (default): a failed write returns a retryable error at once.
+    /// `Some(budget)`: retryable failures (connection lost, timeout, Redis
+    /// loading) are retried with backoff for up to `budget`. A retried
+    /// write may be applied twice if Redis applied it but the reply was
+    /// lost; consumers with idempotency absorb that.
+    pub retry_budget: Option<std::time::Duration>,
     /// How stream length is bounded. Default [`Retention::Approximate`]
     /// (`MAXLEN ~ max_len`, as the Python bus); [`Retention::Safe`] never
     /// trims what a group still needs.
@@ -53,6 +59,7 @@ impl Default for BusOptions {
             max_message_bytes: 1024 * 1024,
             json_style: JsonStyle::Python,
             retention: Retention::Approximate,
+            retry_budget: None,
         }
     }
 }
@@ -76,6 +83,13 @@ impl BusOptions {
     #[must_use]
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Retries retryable publish failures for up to `budget` (`None`: fail fast).
+    #[must_use]
+    pub fn retry_budget(mut self, budget: Option<std::time::Duration>) -> Self {
+        self.retry_budget = budget;
         self
     }
 
@@ -457,14 +471,12 @@ impl Bus {
         for p in batch {
             pipe.add_command(self.xadd(p));
         }
-        let mut conn = self.inner.conn.clone();
-        let ids: Vec<String> = pipe.query_async(&mut conn).await.map_err(|source| {
-            self.inner.metrics.redis_error();
-            PublishError::Redis {
-                stream: first.route.stream.to_string(),
-                source,
-            }
-        })?;
+        let ids: Vec<String> = self
+            .with_budget(&first.route.stream, |mut conn| {
+                let pipe = pipe.clone();
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
         for p in batch {
             p.route.published.inc();
             self.after_write(&p.route);
@@ -473,18 +485,13 @@ impl Bus {
     }
 
     async fn write_one(&self, p: &Prepared) -> Result<String, PublishError> {
-        let mut conn = self.inner.conn.clone();
+        let cmd = self.xadd(p);
         let id: String = self
-            .xadd(p)
-            .query_async(&mut conn)
-            .await
-            .map_err(|source| {
-                self.inner.metrics.redis_error();
-                PublishError::Redis {
-                    stream: p.route.stream.to_string(),
-                    source,
-                }
-            })?;
+            .with_budget(&p.route.stream, |mut conn| {
+                let cmd = cmd.clone();
+                async move { cmd.query_async(&mut conn).await }
+            })
+            .await?;
         p.route.published.inc();
         self.after_write(&p.route);
         Ok(id)
@@ -499,6 +506,40 @@ impl Bus {
         }
         cmd.arg("*").arg(wire::DATA_FIELD).arg(&p.payload);
         cmd
+    }
+
+    /// Runs a write; on a retryable failure retries with backoff while the
+    /// configured budget lasts (none: fail fast).
+    async fn with_budget<T, F, Fut>(&self, stream: &str, mut attempt: F) -> Result<T, PublishError>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let deadline = self.inner.options.retry_budget.map(|b| Instant::now() + b);
+        let mut backoff = crate::backoff::Backoff::new(
+            std::time::Duration::from_millis(20),
+            std::time::Duration::from_secs(1),
+        );
+        loop {
+            match attempt(self.inner.conn.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(source) => {
+                    self.inner.metrics.redis_error();
+                    let err = PublishError::Redis {
+                        stream: stream.to_owned(),
+                        source,
+                    };
+                    let delay = backoff.next_delay();
+                    match deadline {
+                        Some(d) if err.is_retryable() && Instant::now() + delay < d => {
+                            tracing::debug!(stream, error = %err, "publish failed; retrying within budget");
+                            tokio::time::sleep(delay).await;
+                        }
+                        _ => return Err(err),
+                    }
+                }
+            }
+        }
     }
 
     /// At most once per stream per [`TRIM_INTERVAL`], in the background:

@@ -135,6 +135,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         "In safe retention, the length kept whatever groups need (last resort)"
     ),
     spec!(
+        "publish_retry_budget",
+        "ORION_BUS_PUBLISH_RETRY_BUDGET",
+        Some("0s"),
+        "Retry failed publishes (connection lost, timeout) for up to this long; 0s fails fast with a retryable error"
+    ),
+    spec!(
         "json_style",
         "ORION_BUS_JSON_STYLE",
         Some("python"),
@@ -344,6 +350,7 @@ pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigErr
         .max_len(r.parse("max_len", 10_000))
         .max_message_bytes(r.parse("max_message_bytes", 1024 * 1024))
         .json_style(r.parse("json_style", JsonStyle::Python))
+        .retry_budget(Some(r.duration("publish_retry_budget")).filter(|d| !d.is_zero()))
         .retention(match r.string("retention").as_str() {
             "approx" => Retention::Approximate,
             "safe" => Retention::Safe {
