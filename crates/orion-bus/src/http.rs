@@ -3,7 +3,8 @@
 //! Owns the axum router and its serve loop. `/healthz` answers while the
 //! process runs; `/readyz` only when Redis answers `PING` and contracts are
 //! loaded; `/metrics` is the Prometheus text exposition of the bus's
-//! registry. The server stops when the shutdown token is cancelled.
+//! registry, with the per-stream and per-group gauges refreshed from
+//! `XINFO` on each scrape. The server stops when the shutdown token is cancelled.
 
 use std::net::SocketAddr;
 
@@ -45,6 +46,17 @@ async fn readyz(State(bus): State<Bus>) -> impl IntoResponse {
 }
 
 async fn metrics(State(bus): State<Bus>) -> impl IntoResponse {
+    // Fresh per-group and per-stream figures on every scrape; if Redis is
+    // slow or down, the last known values are served.
+    let timeout = bus.settings().command_timeout;
+    match tokio::time::timeout(timeout, crate::status::collect(&bus)).await {
+        Ok(Ok(status)) => crate::status::publish_gauges(&bus, &status),
+        Ok(Err(e)) => {
+            bus.metrics().redis_error();
+            tracing::warn!(error = %e, "reading stream status for /metrics failed");
+        }
+        Err(_) => tracing::warn!("reading stream status for /metrics timed out"),
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -21,6 +21,9 @@
 //! - [`demo`]: the end-to-end demo behind `orion-bus demo`.
 //! - [`dlq`]: listing, showing, redriving and purging dead letters.
 //! - [`retention`]: safe trimming and detection of entries lost to trimming.
+//! - [`status`]: streams, groups, consumers and dead letters for operators
+//!   (`status`, the `/metrics` gauges) and moving a group (`replay`).
+//! - [`observer`]: `serve --observe`, validating every stream without a group.
 //! - [`backoff`]: retry pacing for Redis errors.
 //!
 //! Shutdown is always a parameter (a [`CancellationToken`]); nothing in the
@@ -38,7 +41,9 @@ pub mod examples;
 pub mod http;
 pub mod inspect;
 pub mod metrics;
+pub mod observer;
 pub mod retention;
+pub mod status;
 pub mod wire;
 
 pub use bus::{Bus, BusOptions, Prepared, PublishError};

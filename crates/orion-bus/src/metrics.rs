@@ -70,6 +70,31 @@ pub struct GroupLabels {
     pub group: String,
 }
 
+/// Labels of per-stream series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// Stream key.
+    pub stream: String,
+}
+
+/// Labels of observer series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObservedLabels {
+    /// Contract name.
+    pub contract: String,
+    /// `valid` or `invalid`.
+    pub outcome: String,
+}
+
+/// Labels of observed violations.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViolationLabels {
+    /// Contract name.
+    pub contract: String,
+    /// The message's `source` field (bounded; see the observer).
+    pub source: String,
+}
+
 /// The registry and every metric family, shared by all bus components.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -86,6 +111,14 @@ struct Inner {
     handler_errors: Family<ConsumeLabels, Counter>,
     dead_lettered: Family<DeadLetterLabels, Counter>,
     handler_duration: Family<ConsumeLabels, Histogram>,
+    end_to_end: Family<ConsumeLabels, Histogram>,
+    group_pending: Family<GroupLabels, Gauge>,
+    group_lag: Family<GroupLabels, Gauge>,
+    group_idle_consumers: Family<GroupLabels, Gauge>,
+    stream_length: Family<StreamLabels, Gauge>,
+    dead_letter_length: Family<StreamLabels, Gauge>,
+    observed: Family<ObservedLabels, Counter>,
+    observed_violations: Family<ViolationLabels, Counter>,
     redis_errors: Counter,
     workers_busy: Gauge,
     workers_capacity: Gauge,
@@ -150,6 +183,56 @@ impl Metrics {
             "Time spent in the handler per delivered entry",
             handler_duration.clone(),
         );
+        let end_to_end = Family::<ConsumeLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "end_to_end_latency_seconds",
+            "From the entry id's timestamp (when Redis stored it) to its ack",
+            end_to_end.clone(),
+        );
+        let group_pending = Family::default();
+        registry.register(
+            "group_pending_messages",
+            "Entries delivered to the group and not yet acked (XPENDING)",
+            group_pending.clone(),
+        );
+        let group_lag = Family::default();
+        registry.register(
+            "group_lag_messages",
+            "Entries not yet delivered to the group (XINFO GROUPS lag)",
+            group_lag.clone(),
+        );
+        let group_idle_consumers = Family::default();
+        registry.register(
+            "group_idle_consumers",
+            "Consumers of the group that have not read for over a minute",
+            group_idle_consumers.clone(),
+        );
+        let stream_length = Family::default();
+        registry.register(
+            "stream_length_messages",
+            "Entries in the stream",
+            stream_length.clone(),
+        );
+        let dead_letter_length = Family::default();
+        registry.register(
+            "dead_letter_length_messages",
+            "Entries in the stream's dead-letter stream",
+            dead_letter_length.clone(),
+        );
+        let observed = Family::default();
+        registry.register(
+            "observed_messages",
+            "Entries the observer read, by outcome (valid or invalid)",
+            observed.clone(),
+        );
+        let observed_violations = Family::default();
+        registry.register(
+            "observed_violations",
+            "Invalid entries the observer read, by the message's source field",
+            observed_violations.clone(),
+        );
         let redis_errors = Counter::default();
         registry.register(
             "redis_errors",
@@ -184,6 +267,14 @@ impl Metrics {
                 handler_errors,
                 dead_lettered,
                 handler_duration,
+                end_to_end,
+                group_pending,
+                group_lag,
+                group_idle_consumers,
+                stream_length,
+                dead_letter_length,
+                observed,
+                observed_violations,
                 redis_errors,
                 workers_busy,
                 workers_capacity,
@@ -237,6 +328,7 @@ impl Metrics {
             acked: self.inner.acked.get_or_create(&labels).clone(),
             handler_errors: self.inner.handler_errors.get_or_create(&labels).clone(),
             handler_duration: self.inner.handler_duration.get_or_create(&labels).clone(),
+            end_to_end: self.inner.end_to_end.get_or_create(&labels).clone(),
             labels,
             metrics: self.clone(),
         }
@@ -279,6 +371,66 @@ impl Metrics {
         new
     }
 
+    /// Sets a group's pending, lag and idle-consumer gauges.
+    pub fn group_state(
+        &self,
+        stream: &str,
+        group: &str,
+        pending: u64,
+        lag: Option<u64>,
+        idle_consumers: u64,
+    ) {
+        let labels = GroupLabels {
+            stream: stream.to_owned(),
+            group: group.to_owned(),
+        };
+        let set = |f: &Family<GroupLabels, Gauge>, v: u64| {
+            f.get_or_create(&labels)
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&self.inner.group_pending, pending);
+        if let Some(lag) = lag {
+            set(&self.inner.group_lag, lag);
+        }
+        set(&self.inner.group_idle_consumers, idle_consumers);
+    }
+
+    /// Sets a stream's length and its dead-letter stream's length.
+    pub fn stream_state(&self, stream: &str, length: u64, dead_letters: u64) {
+        let labels = StreamLabels {
+            stream: stream.to_owned(),
+        };
+        let v = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.inner
+            .stream_length
+            .get_or_create(&labels)
+            .set(v(length));
+        self.inner
+            .dead_letter_length
+            .get_or_create(&labels)
+            .set(v(dead_letters));
+    }
+
+    /// Records one entry read by the observer.
+    pub fn observed(&self, contract: &str, valid: bool, source: Option<&str>) {
+        self.inner
+            .observed
+            .get_or_create(&ObservedLabels {
+                contract: contract.to_owned(),
+                outcome: if valid { "valid" } else { "invalid" }.to_owned(),
+            })
+            .inc();
+        if !valid {
+            self.inner
+                .observed_violations
+                .get_or_create(&ViolationLabels {
+                    contract: contract.to_owned(),
+                    source: source.unwrap_or("unknown").to_owned(),
+                })
+                .inc();
+        }
+    }
+
     /// Handle on the busy-workers gauge.
     #[must_use]
     pub fn workers_busy(&self) -> Gauge {
@@ -290,6 +442,11 @@ impl Metrics {
     pub fn workers_capacity(&self) -> Gauge {
         self.inner.workers_capacity.clone()
     }
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~6.5 min.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 22))
 }
 
 fn duration_histogram() -> Histogram {
@@ -317,6 +474,8 @@ pub struct ConsumeCounters {
     pub handler_errors: Counter,
     /// Handler duration.
     pub handler_duration: Histogram,
+    /// From the entry id's timestamp to its ack.
+    pub end_to_end: Histogram,
 }
 
 impl ConsumeCounters {

@@ -58,8 +58,17 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack
                 }
             }
         }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         for ack in batch.drain(..) {
-            shared.sources[ack.idx].counters.acked.inc();
+            let counters = &shared.sources[ack.idx].counters;
+            counters.acked.inc();
+            if let Some(stored) = crate::wire::id_millis(&ack.id) {
+                counters
+                    .end_to_end
+                    .observe(now_ms.saturating_sub(stored) as f64 / 1000.0);
+            }
             shared.stats.acked.fetch_add(1, Ordering::AcqRel);
             shared.untrack(ack.idx, &ack.id);
             drop(ack.permit);
