@@ -142,3 +142,63 @@ pub fn xlen_blocking(server: &RedisServer, stream: &str) -> u64 {
         .query(&mut conn)
         .expect("XLEN")
 }
+
+/// A Python interpreter with redis-py: `$ORION_BUS_PYTHON`, or a virtualenv
+/// made once under `target/pyenv` (`python3 -m venv` + `pip install redis`).
+/// Panics with a clear message when python3 is missing: run
+/// `scripts/install-deps.sh`.
+pub fn python_with_redis() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("ORION_BUS_PYTHON") {
+                return PathBuf::from(p);
+            }
+            let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target");
+            let venv = target.join("pyenv");
+            let python = venv.join("bin/python");
+            let works = |p: &std::path::Path| {
+                std::process::Command::new(p)
+                    .args(["-c", "import redis"])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            };
+            if works(&python) {
+                return python;
+            }
+            // Build in a private dir, then rename: parallel test binaries
+            // may race here, and a rename is atomic.
+            std::fs::create_dir_all(&target).expect("target dir");
+            let tmp = tempfile::Builder::new()
+                .prefix("pyenv-")
+                .tempdir_in(&target)
+                .expect("temp venv dir");
+            let status = std::process::Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(tmp.path())
+                .status()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "python3 is needed for the interop tests ({e}); run scripts/install-deps.sh"
+                    )
+                });
+            assert!(
+                status.success(),
+                "python3 -m venv failed; run scripts/install-deps.sh"
+            );
+            let status = std::process::Command::new(tmp.path().join("bin/pip"))
+                .args(["install", "--quiet", "redis>=5,<7"])
+                .status()
+                .expect("pip");
+            assert!(status.success(), "pip install redis failed");
+            let tmp = tmp.keep();
+            if std::fs::rename(&tmp, &venv).is_err() {
+                // Another process won the race; use its venv.
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            assert!(works(&python), "no usable redis-py in {}", venv.display());
+            python
+        })
+        .clone()
+}
