@@ -6,65 +6,11 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orion_bus::observer::{self, ObserveFrom};
 use orion_bus::{CancellationToken, Consumer, ConsumerOptions, Delivery, examples};
-
-/// The Python bus's publish and subscribe, as ORION's modules run them.
-const PYTHON_BUS: &str = r#"
-import json, sys, redis
-mode, port, stream = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-r = redis.Redis(host="127.0.0.1", port=port, decode_responses=False)
-if mode == "publish":
-    for line in sys.stdin:
-        if line.strip():
-            msg = json.loads(line)
-            print(r.xadd(stream, {"data": json.dumps(msg)}, maxlen=10000, approximate=True).decode())
-elif mode == "subscribe":
-    group, consumer, want = sys.argv[4], sys.argv[5], int(sys.argv[6])
-    try:
-        r.xgroup_create(stream, group, id="0", mkstream=True)
-    except redis.exceptions.ResponseError as e:
-        if "BUSYGROUP" not in str(e):
-            raise
-    seen = 0
-    while seen < want:
-        for _, entries in r.xreadgroup(group, consumer, {stream: ">"}, count=10, block=1000) or []:
-            for entry_id, fields in entries:
-                msg = json.loads(fields[b"data"])
-                print(json.dumps({"id": entry_id.decode(), "data": msg}))
-                r.xack(stream, group, entry_id)
-                seen += 1
-"#;
-
-fn python(args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new(common::python_with_redis())
-        .arg("-c")
-        .arg(PYTHON_BUS)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("python runs");
-    assert!(
-        out.status.success(),
-        "python {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf8")
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn migration_walkthrough() {
@@ -96,7 +42,7 @@ async fn migration_walkthrough() {
             lines.push('\n');
         }
     }
-    let published: Vec<String> = python(&["publish", &port, stream], &lines)
+    let published: Vec<String> = common::python_bus(&["publish", &port, stream], &lines)
         .lines()
         .map(str::to_owned)
         .collect();
@@ -106,7 +52,7 @@ async fn migration_walkthrough() {
     let py = {
         let port = port.clone();
         tokio::task::spawn_blocking(move || {
-            python(
+            common::python_bus(
                 &[
                     "subscribe",
                     &port,

@@ -202,3 +202,31 @@ pub fn python_with_redis() -> PathBuf {
         })
         .clone()
 }
+
+/// Runs `common/python_bus.py` (the Python bus's way of using redis-py)
+/// with `args`, feeding `stdin`; panics with its stderr if it fails.
+pub fn python_bus(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/common/python_bus.py");
+    let mut child = std::process::Command::new(python_with_redis())
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python runs");
+    assert!(
+        out.status.success(),
+        "python_bus.py {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
