@@ -524,7 +524,7 @@ impl Bus {
             match attempt(self.inner.conn.clone()).await {
                 Ok(v) => return Ok(v),
                 Err(source) => {
-                    self.inner.metrics.redis_error();
+                    self.inner.metrics.redis_error(&source);
                     let err = PublishError::Redis {
                         stream: stream.to_owned(),
                         source,
@@ -571,7 +571,7 @@ impl Bus {
                     .map(|_| ()),
             };
             if let Err(e) = result {
-                metrics.redis_error();
+                metrics.redis_error(&e);
                 tracing::warn!(stream = %stream, error = %e, "retention check failed");
             }
         });

@@ -52,7 +52,7 @@ async fn metrics(State(bus): State<Bus>) -> impl IntoResponse {
     match tokio::time::timeout(timeout, crate::status::collect(&bus)).await {
         Ok(Ok(status)) => crate::status::publish_gauges(&bus, &status),
         Ok(Err(e)) => {
-            bus.metrics().redis_error();
+            bus.metrics().redis_error(&e);
             tracing::warn!(error = %e, "reading stream status for /metrics failed");
         }
         Err(_) => tracing::warn!("reading stream status for /metrics timed out"),

@@ -120,6 +120,7 @@ struct Inner {
     observed: Family<ObservedLabels, Counter>,
     observed_violations: Family<ViolationLabels, Counter>,
     redis_errors: Counter,
+    redis_reconnects: Counter,
     workers_busy: Gauge,
     workers_capacity: Gauge,
     trimmed_unread: Family<GroupLabels, Counter>,
@@ -239,6 +240,12 @@ impl Metrics {
             "Redis commands that failed (connection lost, timeout, server error)",
             redis_errors.clone(),
         );
+        let redis_reconnects = Counter::default();
+        registry.register(
+            "redis_reconnects",
+            "Connection-level Redis failures, each followed by a reconnect",
+            redis_reconnects.clone(),
+        );
         let workers_busy = Gauge::default();
         registry.register(
             "workers_busy",
@@ -276,6 +283,7 @@ impl Metrics {
                 observed,
                 observed_violations,
                 redis_errors,
+                redis_reconnects,
                 workers_busy,
                 workers_capacity,
                 trimmed_unread,
@@ -334,9 +342,17 @@ impl Metrics {
         }
     }
 
-    /// Records a failed Redis command.
-    pub fn redis_error(&self) {
+    /// Records a failed Redis command; connection-level failures also
+    /// count as a reconnect (the connection manager reconnects after them).
+    pub fn redis_error(&self, e: &redis::RedisError) {
         self.inner.redis_errors.inc();
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+        {
+            self.inner.redis_reconnects.inc();
+        }
     }
 
     /// Records that `lost` entries were trimmed before `group` read them

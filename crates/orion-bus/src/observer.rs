@@ -100,7 +100,7 @@ pub async fn run(
                 match crate::inspect::last_id(&mut conn, s).await {
                     Ok(id) => break id,
                     Err(e) => {
-                        bus.metrics().redis_error();
+                        bus.metrics().redis_error(&e);
                         tracing::warn!(stream = %s, error = %e, "observer start failed; retrying");
                         if !backoff.wait(&shutdown).await {
                             return Ok(ObserverReport::default());
@@ -137,7 +137,7 @@ pub async fn run(
                 r
             }
             Err(e) => {
-                bus.metrics().redis_error();
+                bus.metrics().redis_error(&e);
                 tracing::warn!(error = %e, "observer XREAD failed; retrying");
                 if !backoff.wait(&shutdown).await {
                     break;

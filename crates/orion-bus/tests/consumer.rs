@@ -724,6 +724,13 @@ async fn consumer_reconnects_after_redis_restarts() {
             .await
             .is_empty()
     );
+    let metrics = bus.metrics().encode();
+    let reconnects: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("orion_bus_redis_reconnects_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("reconnect counter");
+    assert!(reconnects > 0, "the restart was counted: {metrics}");
 }
 
 #[tokio::test]

@@ -116,6 +116,7 @@ async fn metrics_report_a_known_workload() {
         ("orion_bus_workers_capacity".to_owned(), 0.0),
         ("orion_bus_workers_busy".to_owned(), 0.0),
         ("orion_bus_redis_errors_total".to_owned(), 0.0),
+        ("orion_bus_redis_reconnects_total".to_owned(), 0.0),
     ];
     for (series, want) in expect {
         assert_eq!(value(&text, &series), Some(want), "{series} in\n{text}");

@@ -46,7 +46,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack
                     break;
                 }
                 Err(e) => {
-                    shared.bus.metrics().redis_error();
+                    shared.bus.metrics().redis_error(&e);
                     tracing::warn!(
                         group = %shared.group,
                         entries = batch.len(),

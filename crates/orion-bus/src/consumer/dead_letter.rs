@@ -61,7 +61,7 @@ pub(super) async fn record_failure(shared: &Shared, idx: usize, id: &str, error:
     let mut conn = shared.conn.clone();
     if let Err(e) = pipe.query_async::<()>(&mut conn).await {
         // Only the dead letter's first/last times are at stake, not the entry.
-        shared.bus.metrics().redis_error();
+        shared.bus.metrics().redis_error(&e);
         tracing::warn!(stream = %source.stream, group = %shared.group, id, error = %e, "recording a failure failed");
     }
 }
@@ -169,7 +169,7 @@ pub(super) async fn write(
         match pipe.query_async::<()>(&mut conn).await {
             Ok(()) => break,
             Err(e) => {
-                shared.bus.metrics().redis_error();
+                shared.bus.metrics().redis_error(&e);
                 tracing::warn!(
                     stream = %source.stream,
                     group = %shared.group,

@@ -932,7 +932,7 @@ impl Reader<'_> {
                     return entries;
                 }
                 Err(e) => {
-                    self.shared.bus.metrics().redis_error();
+                    self.shared.bus.metrics().redis_error(&e);
                     if e.code() == Some("NOGROUP") {
                         // Stream or group deleted under us: recreate and go on.
                         tracing::warn!(group = %self.shared.group, error = %e, "group missing; recreating");
@@ -971,7 +971,7 @@ impl Reader<'_> {
             cmd.arg("$");
         }
         if let Err(e) = cmd.query_async::<redis::Value>(conn).await {
-            self.shared.bus.metrics().redis_error();
+            self.shared.bus.metrics().redis_error(&e);
             tracing::warn!(group = %self.shared.group, error = %e, "XREAD failed; backing off");
             tokio::time::sleep(self.backoff.next_delay()).await;
         }

@@ -236,7 +236,7 @@ pub(super) async fn own_pending_first(
                 Ok(rows) => rows,
                 Err(e) => {
                     // The redeliverer will find them later; do not block start-up.
-                    shared.bus.metrics().redis_error();
+                    shared.bus.metrics().redis_error(&e);
                     tracing::warn!(stream, group = %shared.group, error = %e, "reading own pending entries failed");
                     break;
                 }
@@ -265,7 +265,7 @@ pub(super) async fn own_pending_first(
             )
             .await
             {
-                shared.bus.metrics().redis_error();
+                shared.bus.metrics().redis_error(&e);
                 tracing::warn!(stream, group = %shared.group, error = %e, "claiming own pending entries failed");
                 break;
             }
@@ -316,7 +316,7 @@ pub(super) async fn run(
                 )
                 .await
                 {
-                    shared.bus.metrics().redis_error();
+                    shared.bus.metrics().redis_error(&e);
                     tracing::warn!(stream = %s.stream, group = %shared.group, error = %e, "loss check failed");
                 }
             }
@@ -325,7 +325,7 @@ pub(super) async fn run(
         if let Some(q) = &queue {
             for idx in 0..shared.sources.len() {
                 if let Err(e) = pass(&shared, &mut conn, idx, q, &in_flight).await {
-                    shared.bus.metrics().redis_error();
+                    shared.bus.metrics().redis_error(&e);
                     tracing::warn!(
                         stream = %shared.sources[idx].stream,
                         group = %shared.group,
@@ -411,7 +411,7 @@ async fn heartbeat(shared: &Shared, conn: &mut ConnectionManager) {
                 .query_async(conn)
                 .await;
             if let Err(e) = result {
-                shared.bus.metrics().redis_error();
+                shared.bus.metrics().redis_error(&e);
                 tracing::warn!(
                     stream = %shared.sources[idx].stream,
                     group = %shared.group,

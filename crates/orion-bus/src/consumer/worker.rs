@@ -233,7 +233,7 @@ async fn claim_key(shared: &Shared, key: &str) -> KeyState {
         Ok((None, Some(_))) => KeyState::Busy,
         Ok((None, None)) => KeyState::Claimed, // expired in between
         Err(e) => {
-            shared.bus.metrics().redis_error();
+            shared.bus.metrics().redis_error(&e);
             tracing::warn!(key, error = %e, "idempotency check failed; handling anyway");
             KeyState::Claimed
         }
@@ -260,7 +260,7 @@ async fn mark_done(shared: &Shared, key: &str) {
         {
             Ok(()) => return,
             Err(e) => {
-                shared.bus.metrics().redis_error();
+                shared.bus.metrics().redis_error(&e);
                 tracing::warn!(key, error = %e, "recording an idempotency key failed; retrying");
                 tokio::time::sleep(backoff.next_delay()).await;
             }
@@ -277,7 +277,7 @@ async fn release_key(shared: &Shared, key: &str) {
         .await
     {
         // The hold expires after claim_idle anyway.
-        shared.bus.metrics().redis_error();
+        shared.bus.metrics().redis_error(&e);
         tracing::warn!(key, error = %e, "releasing an idempotency key failed");
     }
 }
