@@ -42,6 +42,7 @@ pub mod http;
 pub mod inspect;
 pub mod metrics;
 pub mod observer;
+mod reply;
 pub mod retention;
 pub mod status;
 pub mod wire;

@@ -21,6 +21,7 @@ use redis::Value;
 use redis::aio::ConnectionManager;
 
 use crate::metrics::Metrics;
+use crate::reply::{field, int, text};
 
 /// How often a publisher trims and checks one stream, at most.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,38 +45,6 @@ pub enum Retention {
 fn parse_id(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
     Some((ms.parse().ok()?, seq.parse().ok()?))
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        other => text(other)?.parse().ok(),
-    }
-}
-
-/// Flat `[k, v, k, v]` (RESP2) or map (RESP3) into pairs.
-fn pairs(v: &Value) -> Vec<(String, &Value)> {
-    match v {
-        Value::Array(items) => items
-            .chunks(2)
-            .filter_map(|kv| Some((text(&kv[0])?, kv.get(1)?)))
-            .collect(),
-        Value::Map(kv) => kv.iter().filter_map(|(k, v)| Some((text(k)?, v))).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn get<'a>(kv: &'a [(String, &'a Value)], key: &str) -> Option<&'a Value> {
-    kv.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
 }
 
 /// What `XINFO STREAM` and `XINFO GROUPS` say, reduced to what we need.
@@ -122,8 +91,7 @@ impl StreamState {
             Err(e) if e.to_string().contains("no such key") => return Ok(Self::default()),
             Err(e) => return Err(e),
         };
-        let kv = pairs(&info);
-        let first_id = get(&kv, "first-entry").and_then(|e| match e {
+        let first_id = field(&info, "first-entry").and_then(|e| match e {
             Value::Array(parts) => parts.first().and_then(text),
             _ => None,
         });
@@ -135,24 +103,21 @@ impl StreamState {
         let groups = match &groups {
             Value::Array(items) => items
                 .iter()
-                .map(|g| {
-                    let kv = pairs(g);
-                    GroupState {
-                        name: get(&kv, "name").and_then(text).unwrap_or_default(),
-                        last_delivered: get(&kv, "last-delivered-id")
-                            .and_then(text)
-                            .unwrap_or_default(),
-                        entries_read: get(&kv, "entries-read").and_then(int),
-                        pending: get(&kv, "pending").and_then(int).unwrap_or(0),
-                        lag: get(&kv, "lag").and_then(int),
-                    }
+                .map(|g| GroupState {
+                    name: field(g, "name").and_then(text).unwrap_or_default(),
+                    last_delivered: field(g, "last-delivered-id")
+                        .and_then(text)
+                        .unwrap_or_default(),
+                    entries_read: field(g, "entries-read").and_then(int),
+                    pending: field(g, "pending").and_then(int).unwrap_or(0),
+                    lag: field(g, "lag").and_then(int),
                 })
                 .collect(),
             _ => Vec::new(),
         };
         Ok(Self {
-            length: get(&kv, "length").and_then(int).unwrap_or(0),
-            entries_added: get(&kv, "entries-added").and_then(int),
+            length: field(&info, "length").and_then(int).unwrap_or(0),
+            entries_added: field(&info, "entries-added").and_then(int),
             first_id,
             groups,
         })

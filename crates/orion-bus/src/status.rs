@@ -13,6 +13,7 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use crate::bus::Bus;
+use crate::reply::{field, int, text};
 use crate::retention::StreamState;
 use crate::wire;
 
@@ -62,36 +63,6 @@ pub struct ConsumerStatus {
     pub pending: u64,
     /// Milliseconds since it last read or claimed.
     pub idle_ms: u64,
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        _ => None,
-    }
-}
-
-fn field<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    match v {
-        Value::Array(items) => items
-            .chunks(2)
-            .find(|kv| text(&kv[0]).as_deref() == Some(key))
-            .and_then(|kv| kv.get(1)),
-        Value::Map(kv) => kv
-            .iter()
-            .find(|(k, _)| text(k).as_deref() == Some(key))
-            .map(|(_, v)| v),
-        _ => None,
-    }
-}
-
-fn int(v: Option<&Value>) -> Option<u64> {
-    match v? {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        other => text(other)?.parse().ok(),
-    }
 }
 
 /// Reads the state of every contract stream of `bus`.
@@ -145,8 +116,8 @@ async fn stream_status(
                 .iter()
                 .map(|c| ConsumerStatus {
                     name: field(c, "name").and_then(text).unwrap_or_default(),
-                    pending: int(field(c, "pending")).unwrap_or(0),
-                    idle_ms: int(field(c, "idle")).unwrap_or(0),
+                    pending: field(c, "pending").and_then(int).unwrap_or(0),
+                    idle_ms: field(c, "idle").and_then(int).unwrap_or(0),
                 })
                 .collect(),
             _ => Vec::new(),
