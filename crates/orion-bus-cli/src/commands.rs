@@ -34,8 +34,46 @@ pub async fn run(command: Command, settings: Settings) -> ExitCode {
             follow,
         } => tail(&settings, &contract, from, count, follow).await,
         Command::Dlq { action } => dlq(&settings, action).await,
-        Command::Serve => serve(&settings).await,
+        Command::Serve {
+            observe,
+            from_beginning,
+            summary_every,
+        } => serve(&settings, observe, from_beginning, summary_every).await,
+        Command::Status { json } => status(&settings, json).await,
+        Command::Replay {
+            contract,
+            group,
+            from_id,
+            from_time,
+            yes,
+        } => replay(&settings, &contract, &group, from_id, from_time, yes).await,
         Command::Demo { messages } => demo(&settings, messages).await,
+        Command::Bench {
+            scenario,
+            duration,
+            consumers,
+            rate,
+            pipeline,
+            publishers,
+            contract,
+            payload_bytes,
+            json,
+        } => {
+            let scenario = match scenario.parse() {
+                Ok(s) => s,
+                Err(e) => return fail(EXIT_USAGE, e),
+            };
+            let mut options = orion_bus::bench::BenchOptions::new(scenario);
+            options.duration = duration;
+            options.consumers = consumers;
+            options.rate = rate;
+            options.pipeline = pipeline;
+            options.publishers = publishers;
+            options.contract = contract;
+            options.payload_bytes = payload_bytes;
+            options.consumer = settings.consumer.clone();
+            bench(&settings, options, json).await
+        }
     }
 }
 
@@ -340,7 +378,12 @@ async fn tail(
     }
 }
 
-async fn serve(settings: &Settings) -> ExitCode {
+async fn serve(
+    settings: &Settings,
+    observe: bool,
+    from_beginning: bool,
+    summary_every: Duration,
+) -> ExitCode {
     let registry = match load_contracts(settings) {
         Ok(r) => r,
         Err(code) => return code,
@@ -350,16 +393,112 @@ async fn serve(settings: &Settings) -> ExitCode {
         Err(code) => return code,
     };
     let shutdown = crate::signal::shutdown_token();
-    let result = orion_bus::http::serve(settings.http_addr, bus, shutdown, |addr| {
+    let observer = observe.then(|| {
+        let bus = bus.clone();
+        let token = shutdown.clone();
+        let from = if from_beginning {
+            orion_bus::observer::ObserveFrom::Beginning
+        } else {
+            orion_bus::observer::ObserveFrom::Now
+        };
+        tokio::spawn(
+            async move { orion_bus::observer::run(&bus, from, summary_every, token).await },
+        )
+    });
+    let result = orion_bus::http::serve(settings.http_addr, bus, shutdown.clone(), |addr| {
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");
     })
     .await;
+    shutdown.cancel();
+    if let Some(task) = observer {
+        match task.await {
+            Ok(Ok(report)) => tracing::info!(observed = report.total(), "observer stopped"),
+            Ok(Err(e)) => return fail(EXIT_FAILED, e),
+            Err(e) => return fail(EXIT_FAILED, e),
+        }
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(
             EXIT_FAILED,
             format!("http server on {}: {e}", settings.http_addr),
         ),
+    }
+}
+
+async fn status(settings: &Settings, json: bool) -> ExitCode {
+    let registry = match load_contracts(settings) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let bus = match connect(settings, registry).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    match orion_bus::status::collect(&bus).await {
+        Ok(all) if json => match serde_json::to_string_pretty(&all) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_FAILED, e),
+        },
+        Ok(all) => {
+            print!("{}", orion_bus::status::render(&all));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILED, e),
+    }
+}
+
+async fn replay(
+    settings: &Settings,
+    contract: &str,
+    group: &str,
+    from_id: Option<String>,
+    from_time: Option<String>,
+    yes: bool,
+) -> ExitCode {
+    use orion_bus::status::ReplayFrom;
+    let from = match (from_id, from_time) {
+        (Some(id), _) => match id.parse::<orion_bus::StartId>() {
+            Ok(_) => ReplayFrom::Id(id),
+            Err(e) => return fail(EXIT_USAGE, e),
+        },
+        (None, Some(t)) => match humantime::parse_rfc3339_weak(&t) {
+            Ok(at) => ReplayFrom::Time(at),
+            Err(e) => return fail(EXIT_USAGE, format!("--from-time {t:?}: {e}")),
+        },
+        (None, None) => return fail(EXIT_USAGE, "give --from-id or --from-time"),
+    };
+    let registry = match load_contracts(settings) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if let Err(e) = registry.get(contract) {
+        return fail(EXIT_USAGE, e);
+    }
+    if !yes {
+        eprint!(
+            "Move group {group} on contract {contract} to {from:?}? Its consumers will re-read from there. [y/N] "
+        );
+        let mut answer = String::new();
+        if std::io::stdin().read_line(&mut answer).is_err()
+            || !matches!(answer.trim(), "y" | "Y" | "yes")
+        {
+            return fail(EXIT_FAILED, "not confirmed; nothing changed");
+        }
+    }
+    let bus = match connect(settings, registry).await {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    match orion_bus::status::replay(&bus, contract, group, &from).await {
+        Ok(id) => {
+            println!("group {group} now re-reads {contract} after {id}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILED, e),
     }
 }
 
@@ -419,6 +558,63 @@ async fn demo(settings: &Settings, messages: u64) -> ExitCode {
         println!("stopped the throwaway redis-server");
     }
     code
+}
+
+async fn bench(
+    settings: &Settings,
+    options: orion_bus::bench::BenchOptions,
+    json: bool,
+) -> ExitCode {
+    // A throwaway server unless the user pointed us at one (as `demo`).
+    let mut server = None;
+    let mut redis = settings.redis.clone();
+    if !settings.redis_url_given {
+        match RedisServer::start() {
+            Ok(s) => {
+                eprintln!("started a throwaway redis-server on {}", s.url());
+                redis = orion_bus::RedisSettings::new(s.url());
+                server = Some(s);
+            }
+            Err(e) => return fail(EXIT_FAILED, e),
+        }
+    }
+    let progress: Arc<dyn Fn(&orion_bus::bench::Progress) + Send + Sync> =
+        Arc::new(|p: &orion_bus::bench::Progress| eprintln!("{p}"));
+    let shutdown = crate::signal::shutdown_token();
+    let result = orion_bus::bench::run(
+        redis,
+        settings.bus.clone(),
+        settings.contracts,
+        options,
+        progress,
+        shutdown,
+    )
+    .await;
+    if let Some(mut s) = server {
+        s.stop();
+    }
+    match result {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string(&report) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => return fail(EXIT_FAILED, e),
+                }
+            } else {
+                println!("{report}");
+            }
+            if report.is_complete() {
+                ExitCode::SUCCESS
+            } else {
+                fail(
+                    EXIT_FAILED,
+                    format!("{} published message(s) were not handled", report.unhandled),
+                )
+            }
+        }
+        Err(orion_bus::bench::BenchError::Options(e)) => fail(EXIT_USAGE, e),
+        Err(e) => fail(EXIT_FAILED, e),
+    }
 }
 
 async fn dlq(settings: &Settings, action: DlqAction) -> ExitCode {

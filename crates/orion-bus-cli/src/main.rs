@@ -105,8 +105,51 @@ enum Command {
     },
     /// Run the daemon: /healthz, /readyz and /metrics over HTTP.
     ///
-    /// Stops gracefully on SIGINT/SIGTERM.
-    Serve,
+    /// With --observe it also reads every contract stream without joining a
+    /// group, validates every entry, and counts violations by contract and
+    /// source (migration phase 1). Stops gracefully on SIGINT/SIGTERM.
+    Serve {
+        /// Observe every contract stream (no group, no acks).
+        #[arg(long)]
+        observe: bool,
+        /// With --observe, also count the entries already in the streams.
+        #[arg(long, requires = "observe")]
+        from_beginning: bool,
+        /// With --observe, how often to log a summary.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        summary_every: std::time::Duration,
+    },
+    /// One table of streams, groups, consumers and dead-letter sizes.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a group's position so that its consumers re-read from a point.
+    ///
+    /// Pending entries are left as they are. Asks for confirmation unless
+    /// given --yes.
+    Replay {
+        /// Contract.
+        contract: String,
+        /// The group to move.
+        #[arg(long)]
+        group: String,
+        /// Re-read the entries after this id.
+        #[arg(
+            long,
+            value_name = "ID",
+            conflicts_with = "from_time",
+            required_unless_present = "from_time"
+        )]
+        from_id: Option<String>,
+        /// Re-read the entries stored at or after this RFC 3339 time.
+        #[arg(long, value_name = "RFC3339")]
+        from_time: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Run the end-to-end demo against a throwaway redis-server.
     ///
     /// Starts redis-server on a free port in a temp dir (unless a Redis URL
@@ -117,6 +160,50 @@ enum Command {
         /// Valid messages to publish.
         #[arg(long, default_value_t = 3000)]
         messages: u64,
+    },
+    /// Generate load and report throughput, latency percentiles, peak RSS
+    /// and CPU time.
+    ///
+    /// Scenarios: `publish` (validated publishing, single or pipelined),
+    /// `e2e` (publish, consume with validation, handle and ack, with N
+    /// consumers in one group) and `rate` (a fixed offered load, for latency
+    /// under load). Starts a throwaway redis-server unless a Redis URL is
+    /// given; uses the example contracts under a stream prefix of its own,
+    /// deleted afterwards. Progress goes to stderr. Consumers take
+    /// --concurrency, --max-in-flight, --read-count and --block from the
+    /// settings. See docs/BENCHMARKS.md.
+    Bench {
+        /// publish, e2e or rate.
+        #[arg(value_parser = ["publish", "e2e", "rate"])]
+        scenario: String,
+        /// How long to publish, e.g. 10s.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Consumers in the group (e2e, rate; 0 makes `rate` publish only).
+        /// [default: 20 for e2e, 1 for rate]
+        #[arg(long)]
+        consumers: Option<usize>,
+        /// Offered load of `rate`, in messages per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Messages per publish call (publish, e2e). [default: 1 for
+        /// publish, 64 for e2e]
+        #[arg(long)]
+        pipeline: Option<usize>,
+        /// Concurrent publishing tasks (publish, e2e). [default: 1 for
+        /// publish, 4 for e2e]
+        #[arg(long)]
+        publishers: Option<usize>,
+        /// Example contract to publish: sensor.reading, alert or command.
+        #[arg(long, default_value = "sensor.reading")]
+        contract: String,
+        /// Encoded size of each message in bytes. [default: the sample's
+        /// natural size]
+        #[arg(long)]
+        payload_bytes: Option<usize>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -191,13 +278,19 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let settings = match config::resolve(&given(&matches), cli.config.as_deref()) {
+    let given = given(&matches);
+    let mut settings = match config::resolve(&given, cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
             eprint!("orion-bus: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    // `bench` runs many consumers whose start/stop lines would drown its
+    // progress: warnings only, unless a log level was asked for.
+    if matches!(cli.command, Command::Bench { .. }) && !given.contains_key("log_level") {
+        settings.log_level = "warn".to_owned();
+    }
     init_logging(&settings);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -661,3 +661,141 @@ fn consume_accepts_delivery_flags() {
     );
     assert_eq!(out.status.code(), Some(2), "bad policy is a config error");
 }
+
+#[test]
+fn status_and_replay() {
+    let server = RedisServer::start().expect("redis");
+    let input: String = (0..4).map(|n| sample("alert", n) + "\n").collect();
+    let out = run(cmd(Some(&server)).args(["publish", "alert"]), &input);
+    let ids: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    run(
+        cmd(Some(&server)).args([
+            "consume",
+            "alert",
+            "--group",
+            "g",
+            "--consumer",
+            "c",
+            "--count",
+            "4",
+        ]),
+        "",
+    );
+    let out = run(cmd(Some(&server)).args(["status", "--json"]), "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let alerts = status
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|s| s["stream"] == "orion:alerts")
+        .expect("alerts");
+    assert_eq!(alerts["length"], 4);
+    assert_eq!(alerts["groups"][0]["name"], "g");
+    assert_eq!(alerts["groups"][0]["lag"], 0);
+    assert_eq!(alerts["groups"][0]["consumers"][0]["name"], "c");
+    let out = run(cmd(Some(&server)).args(["status"]), "");
+    assert!(
+        text(&out.stdout).contains("group g"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Without --yes, a "no" changes nothing.
+    let out = run(
+        cmd(Some(&server)).args(["replay", "alert", "--group", "g", "--from-id", &ids[1]]),
+        "n\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(redis_cli(&server, &["XINFO", "GROUPS", "orion:alerts"]).contains(&ids[3]));
+    let out = run(
+        cmd(Some(&server)).args([
+            "replay",
+            "alert",
+            "--group",
+            "g",
+            "--from-id",
+            &ids[1],
+            "--yes",
+        ]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run(
+        cmd(Some(&server)).args([
+            "consume",
+            "alert",
+            "--group",
+            "g",
+            "--consumer",
+            "c",
+            "--count",
+            "2",
+        ]),
+        "",
+    );
+    let again: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[0]["id"], ids[2].as_str());
+    assert_eq!(again[1]["id"], ids[3].as_str());
+}
+
+#[test]
+fn serve_observe_counts_violations() {
+    let server = RedisServer::start().expect("redis");
+    let port = orion_bus_harness::free_port().expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = cmd(Some(&server))
+        .args(["serve", "--observe", "--http-addr", &addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let start = Instant::now();
+    while http_get(&addr, "/healthz").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    run(
+        cmd(Some(&server)).args(["publish", "alert"]),
+        &sample("alert", 1),
+    );
+    redis_cli(
+        &server,
+        &[
+            "XADD",
+            "orion:alerts",
+            "*",
+            "data",
+            "{\"source\": \"orion-old\"}",
+        ],
+    );
+    let series = "orion_bus_observed_violations_total{contract=\"alert\",source=\"orion-old\"} 1";
+    let start = Instant::now();
+    loop {
+        let metrics = http_get(&addr, "/metrics").unwrap_or_default();
+        if metrics.contains(series)
+            && metrics.contains(
+                "orion_bus_observed_messages_total{contract=\"alert\",outcome=\"valid\"} 1",
+            )
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        redis_cli(&server, &["XINFO", "GROUPS", "orion:alerts"]),
+        "",
+        "no group joined"
+    );
+    terminate(child.id());
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}

@@ -25,11 +25,14 @@
 //!   (`status`, the `/metrics` gauges) and moving a group (`replay`).
 //! - [`observer`]: `serve --observe`, validating every stream without a group.
 //! - [`backoff`]: retry pacing for Redis errors.
+//! - [`bench`]: the load generator behind `orion-bus bench` (throughput,
+//!   latency percentiles, peak RSS and CPU time).
 //!
 //! Shutdown is always a parameter (a [`CancellationToken`]); nothing in the
 //! library installs signal handlers.
 
 pub mod backoff;
+pub mod bench;
 pub mod bus;
 pub mod config;
 pub mod connection;
