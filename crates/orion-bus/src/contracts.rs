@@ -7,6 +7,12 @@
 //!
 //! A contract's name is its file name without `.schema.json`:
 //! `edge.telemetry.schema.json` holds the contract `edge.telemetry`.
+//!
+//! One contract may have several versions side by side, one file each:
+//! `event.schema.json` and `event@2.0.schema.json` are both the contract
+//! `event`. Every version's schema pins its `version` with a `const` (the
+//! part after `@` must agree with it), and a message is validated against
+//! the version its own `version` field names.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -73,6 +79,15 @@ pub enum ContractError {
         name: String,
         /// Why it is rejected.
         why: &'static str,
+    },
+    /// A `name@version` file whose schema pins another version, or a
+    /// contract with several versions whose schema pins none.
+    #[error("schema file {path}: {why}")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
     },
     /// A contract name was asked for that no schema defines.
     #[error("unknown contract {name:?}; known contracts: {known}")]
@@ -169,39 +184,27 @@ impl fmt::Display for Violations {
     }
 }
 
-/// One compiled contract.
-pub struct Contract {
-    name: Arc<str>,
+/// One version of a contract, compiled.
+pub struct ContractVersion {
     version: Option<String>,
     schema: Value,
     validator: jsonschema::Validator,
 }
 
-impl fmt::Debug for Contract {
+impl fmt::Debug for ContractVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Contract")
-            .field("name", &self.name)
+        f.debug_struct("ContractVersion")
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }
 
-impl Contract {
-    /// Compiles one schema. `origin` names the file in errors.
-    ///
-    /// # Errors
-    /// [`ContractError::InvalidSchema`] or [`ContractError::BadName`].
-    pub fn compile(
-        name: &str,
+impl ContractVersion {
+    fn compile(
         schema: Value,
         options: ContractOptions,
         origin: &Path,
     ) -> Result<Self, ContractError> {
-        check_name(name).map_err(|why| ContractError::BadName {
-            path: origin.to_owned(),
-            name: name.to_owned(),
-            why,
-        })?;
         let validator = jsonschema::options()
             .with_draft(jsonschema::Draft::Draft202012)
             .should_validate_formats(options.assert_formats)
@@ -215,23 +218,10 @@ impl Contract {
             .and_then(Value::as_str)
             .map(str::to_owned);
         Ok(Self {
-            name: Arc::from(name),
             version,
             schema,
             validator,
         })
-    }
-
-    /// The contract's name, e.g. `edge.telemetry`.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The name as a shared string (cheap to clone into deliveries).
-    #[must_use]
-    pub fn name_arc(&self) -> &Arc<str> {
-        &self.name
     }
 
     /// The `version` const the schema pins, if any (ORION contracts pin `"1.0"`).
@@ -246,13 +236,13 @@ impl Contract {
         &self.schema
     }
 
-    /// True when the message conforms. Cheaper than [`Self::validate`].
+    /// True when the message conforms to this version.
     #[must_use]
     pub fn is_valid(&self, message: &Value) -> bool {
         self.validator.is_valid(message)
     }
 
-    /// Validates a message and reports every violation.
+    /// Validates a message against this version, reporting every violation.
     ///
     /// # Errors
     /// The full list of violations when the message does not conform.
@@ -279,6 +269,216 @@ impl Contract {
             }]));
         }
         Err(Violations(list))
+    }
+}
+
+/// One contract: a name and one or more versions, each compiled once.
+pub struct Contract {
+    name: Arc<str>,
+    /// Sorted oldest first (by version, compared numerically part by part).
+    versions: Vec<ContractVersion>,
+}
+
+impl fmt::Debug for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Contract")
+            .field("name", &self.name)
+            .field("versions", &self.version_names())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Contract {
+    /// Compiles one schema as a single-version contract. `origin` names
+    /// the file in errors.
+    ///
+    /// # Errors
+    /// [`ContractError::InvalidSchema`] or [`ContractError::BadName`].
+    pub fn compile(
+        name: &str,
+        schema: Value,
+        options: ContractOptions,
+        origin: &Path,
+    ) -> Result<Self, ContractError> {
+        check_name(name).map_err(|why| ContractError::BadName {
+            path: origin.to_owned(),
+            name: name.to_owned(),
+            why,
+        })?;
+        Ok(Self {
+            name: Arc::from(name),
+            versions: vec![ContractVersion::compile(schema, options, origin)?],
+        })
+    }
+
+    /// The contract's name, e.g. `edge.telemetry`.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name as a shared string (cheap to clone into deliveries).
+    #[must_use]
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The newest version's pinned `version` const, if any (ORION
+    /// contracts pin `"1.0"`).
+    #[must_use]
+    pub fn version(&self) -> Option<&str> {
+        self.newest().version()
+    }
+
+    /// The newest version's schema document.
+    #[must_use]
+    pub fn schema(&self) -> &Value {
+        self.newest().schema()
+    }
+
+    /// Every version, oldest first.
+    #[must_use]
+    pub fn versions(&self) -> &[ContractVersion] {
+        &self.versions
+    }
+
+    /// The version with this `version` const, if the contract has it.
+    #[must_use]
+    pub fn get_version(&self, version: &str) -> Option<&ContractVersion> {
+        self.versions
+            .iter()
+            .find(|v| v.version.as_deref() == Some(version))
+    }
+
+    fn newest(&self) -> &ContractVersion {
+        // A contract always has at least one version: `compile` makes one
+        // and `add_version` only adds.
+        &self.versions[self.versions.len() - 1]
+    }
+
+    fn version_names(&self) -> Vec<&str> {
+        self.versions
+            .iter()
+            .map(|v| v.version().unwrap_or("(unpinned)"))
+            .collect()
+    }
+
+    /// The version of this contract a message claims to be, by its
+    /// `version` field; `Err` with the violation when the contract has
+    /// several versions and the message names none of them.
+    fn pick(&self, message: &Value) -> Result<&ContractVersion, Violation> {
+        if self.versions.len() == 1 {
+            return Ok(&self.versions[0]);
+        }
+        let claimed = message.get("version");
+        if let Some(v) = claimed
+            .and_then(Value::as_str)
+            .and_then(|v| self.get_version(v))
+        {
+            return Ok(v);
+        }
+        let known = self.version_names().join(", ");
+        let message = match claimed {
+            None => format!(
+                "\"version\" is required to tell which version of {} this is (known: {known})",
+                self.name
+            ),
+            Some(v) => truncate(
+                format!(
+                    "{v} is not a known version of {} (known: {known})",
+                    self.name
+                ),
+                MAX_VIOLATION_MESSAGE,
+            ),
+        };
+        Err(Violation {
+            instance_path: if claimed.is_some() {
+                "/version".to_owned()
+            } else {
+                String::new()
+            },
+            schema_path: "/properties/version/const".to_owned(),
+            message,
+        })
+    }
+
+    /// True when the message conforms (to the version it names, when the
+    /// contract has several). Cheaper than [`Self::validate`].
+    #[must_use]
+    pub fn is_valid(&self, message: &Value) -> bool {
+        self.pick(message).is_ok_and(|v| v.is_valid(message))
+    }
+
+    /// Validates a message and reports every violation. When the contract
+    /// has several versions, the message's `version` field picks the
+    /// schema; a version the contract does not have is a violation.
+    ///
+    /// # Errors
+    /// The full list of violations when the message does not conform.
+    pub fn validate(&self, message: &Value) -> Result<(), Violations> {
+        match self.pick(message) {
+            Ok(v) => v.validate(message),
+            Err(violation) => Err(Violations(vec![violation])),
+        }
+    }
+
+    /// Adds another version; every version must pin a distinct `version`.
+    fn add_version(
+        &mut self,
+        version: ContractVersion,
+        origin: &Path,
+    ) -> Result<(), ContractError> {
+        let Some(new) = version.version() else {
+            return Err(ContractError::Version {
+                path: origin.to_owned(),
+                why: format!(
+                    "contract {} has several versions, so its schema must pin one with \"version\": {{\"const\": ...}}",
+                    self.name
+                ),
+            });
+        };
+        if self.versions.iter().any(|v| v.version().is_none()) {
+            return Err(ContractError::Version {
+                path: origin.to_owned(),
+                why: format!(
+                    "another schema of contract {} pins no version; with several versions every one must pin its \"version\" const",
+                    self.name
+                ),
+            });
+        }
+        if self.get_version(new).is_some() {
+            return Err(ContractError::Version {
+                path: origin.to_owned(),
+                why: format!("contract {} version {new} is defined twice", self.name),
+            });
+        }
+        self.versions.push(version);
+        self.versions
+            .sort_by(|a, b| version_order(a.version().unwrap_or(""), b.version().unwrap_or("")));
+        Ok(())
+    }
+}
+
+/// Orders versions numerically part by part (`1.10` after `1.9`), falling
+/// back to text for parts that are not numbers.
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let mut pa = a.split('.');
+    let mut pb = b.split('.');
+    loop {
+        match (pa.next(), pb.next()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let ord = match (x.parse::<u64>(), y.parse::<u64>()) {
+                    (Ok(x), Ok(y)) => x.cmp(&y),
+                    _ => x.cmp(y),
+                };
+                if ord.is_ne() {
+                    return ord;
+                }
+            }
+        }
     }
 }
 
@@ -383,14 +583,43 @@ impl ContractRegistry {
         Ok(registry)
     }
 
+    /// Adds one schema. `name` is a file stem: `event` or `event@2.0`.
     fn add_source(&mut self, name: &str, text: &str, origin: &Path) -> Result<(), ContractError> {
         let schema: Value = serde_json::from_str(text).map_err(|source| ContractError::Parse {
             path: origin.to_owned(),
             source,
         })?;
+        let (name, declared) = match name.split_once('@') {
+            Some((n, v)) => (n, Some(v)),
+            None => (name, None),
+        };
         let contract = Contract::compile(name, schema, self.options, origin)?;
-        self.contracts
-            .insert(contract.name.clone(), Arc::new(contract));
+        if let Some(declared) = declared {
+            let pinned = contract.version();
+            if pinned != Some(declared) {
+                return Err(ContractError::Version {
+                    path: origin.to_owned(),
+                    why: format!(
+                        "the file name says version {declared} but the schema pins {}",
+                        pinned.map_or_else(|| "no version".to_owned(), |p| format!("version {p}"))
+                    ),
+                });
+            }
+        }
+        match self.contracts.get_mut(name) {
+            None => {
+                self.contracts
+                    .insert(contract.name.clone(), Arc::new(contract));
+            }
+            Some(existing) => {
+                let existing = Arc::get_mut(existing).ok_or_else(|| ContractError::Version {
+                    path: origin.to_owned(),
+                    why: "the registry is already shared".to_owned(),
+                })?;
+                let Contract { mut versions, .. } = contract;
+                existing.add_version(versions.remove(0), origin)?;
+            }
+        }
         Ok(())
     }
 
@@ -527,6 +756,86 @@ mod tests {
         let err = ContractRegistry::from_sources([("a b", SCHEMA)], ContractOptions::default())
             .expect_err("space");
         assert!(matches!(err, ContractError::BadName { .. }), "{err}");
+    }
+
+    fn event(version: &str, extra_required: bool) -> String {
+        let required = if extra_required { r#", "origin""# } else { "" };
+        format!(
+            r#"{{"type": "object", "required": ["version", "id"{required}], "additionalProperties": false,
+               "properties": {{"version": {{"const": "{version}"}}, "id": {{"type": "integer"}}, "origin": {{"type": "string"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn versions_live_side_by_side_and_the_message_picks_one() {
+        let (v1, v2) = (event("1.0", false), event("2.0", true));
+        // Loading order must not matter.
+        for sources in [
+            [("event", v1.as_str()), ("event@2.0", v2.as_str())],
+            [("event@2.0", v2.as_str()), ("event", v1.as_str())],
+        ] {
+            let reg = ContractRegistry::from_sources(sources, ContractOptions::default())
+                .expect("compiles");
+            assert_eq!(reg.len(), 1);
+            let c = reg.get("event").expect("known");
+            let names: Vec<_> = c.versions().iter().map(|v| v.version()).collect();
+            assert_eq!(names, [Some("1.0"), Some("2.0")]);
+            assert_eq!(c.version(), Some("2.0"), "newest");
+            assert!(c.validate(&json!({"version": "1.0", "id": 1})).is_ok());
+            let err = c
+                .validate(&json!({"version": "2.0", "id": 1}))
+                .expect_err("2.0 requires origin");
+            assert!(err.to_string().contains("origin"), "{err}");
+            assert!(
+                c.validate(&json!({"version": "2.0", "id": 1, "origin": "x"}))
+                    .is_ok()
+            );
+            let err = c
+                .validate(&json!({"version": "3.0", "id": 1}))
+                .expect_err("unknown version");
+            assert_eq!(err.len(), 1);
+            assert_eq!(err.0[0].instance_path, "/version");
+            assert!(
+                err.to_string()
+                    .contains("\"3.0\" is not a known version of event (known: 1.0, 2.0)"),
+                "{err}"
+            );
+            assert!(!c.is_valid(&json!({"id": 1})));
+            let err = c.validate(&json!({"id": 1})).expect_err("no version");
+            assert!(err.to_string().contains("\"version\" is required"), "{err}");
+        }
+    }
+
+    #[test]
+    fn version_files_must_agree_and_be_unique() {
+        let v1 = event("1.0", false);
+        let err = ContractRegistry::from_sources(
+            [("event@2.0", v1.as_str())],
+            ContractOptions::default(),
+        )
+        .expect_err("name says 2.0, schema says 1.0");
+        assert!(err.to_string().contains("event@2.0.schema.json"), "{err}");
+        assert!(err.to_string().contains("says version 2.0"), "{err}");
+        let err = ContractRegistry::from_sources(
+            [("event", v1.as_str()), ("event@1.0", v1.as_str())],
+            ContractOptions::default(),
+        )
+        .expect_err("twice");
+        assert!(err.to_string().contains("defined twice"), "{err}");
+        let unpinned = r#"{"type": "object"}"#;
+        let err = ContractRegistry::from_sources(
+            [("event", unpinned), ("event@1.0", v1.as_str())],
+            ContractOptions::default(),
+        )
+        .expect_err("unpinned sibling");
+        assert!(err.to_string().contains("must pin"), "{err}");
+    }
+
+    #[test]
+    fn versions_sort_numerically() {
+        assert!(version_order("1.10", "1.9").is_gt());
+        assert!(version_order("2.0", "10.0").is_lt());
+        assert!(version_order("1.0", "1.0.1").is_lt());
     }
 
     #[test]

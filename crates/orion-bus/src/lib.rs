@@ -57,7 +57,8 @@ pub use consumer::{
     HandlerError, HandlerErrorKind, Idempotency, StartId,
 };
 pub use contracts::{
-    Contract, ContractError, ContractOptions, ContractRegistry, Violation, Violations,
+    Contract, ContractError, ContractOptions, ContractRegistry, ContractVersion, Violation,
+    Violations,
 };
 pub use metrics::Metrics;
 pub use tokio_util::sync::CancellationToken;

@@ -24,7 +24,7 @@ pub mod handler;
 mod redeliver;
 mod worker;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -146,6 +146,11 @@ pub struct ConsumerOptions {
     pub claim_idle: Duration,
     /// Skip entries whose key this group already handled. Off by default.
     pub idempotency: Option<Idempotency>,
+    /// For each contract listed here, the `version`s this consumer accepts.
+    /// A valid message of any other version is dead-lettered with the
+    /// reason `unaccepted_version` instead of reaching the handler.
+    /// Contracts not listed accept every version their schemas define.
+    pub accept_versions: BTreeMap<String, Vec<String>>,
 }
 
 /// What a handler error does to its entry.
@@ -234,6 +239,7 @@ impl ConsumerOptions {
             retry_backoff_max: Duration::from_secs(60),
             claim_idle: Duration::from_secs(30),
             idempotency: None,
+            accept_versions: BTreeMap::new(),
         }
     }
 
@@ -288,6 +294,21 @@ impl ConsumerOptions {
         S: Into<String>,
     {
         self.contracts = contracts.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Accepts only these versions of `contract` (see
+    /// [`Self::accept_versions`](ConsumerOptions::accept_versions)).
+    #[must_use]
+    pub fn accept_versions<I, S>(mut self, contract: impl Into<String>, versions: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.accept_versions.insert(
+            contract.into(),
+            versions.into_iter().map(Into::into).collect(),
+        );
         self
     }
 
@@ -351,6 +372,16 @@ impl ConsumerOptions {
         if self.contracts.is_empty() {
             problems.push("no contract to consume".to_owned());
         }
+        for (contract, versions) in &self.accept_versions {
+            if !self.contracts.contains(contract) {
+                problems.push(format!(
+                    "accepted versions are set for {contract}, which this consumer does not consume"
+                ));
+            }
+            if versions.is_empty() {
+                problems.push(format!("no version of {contract} is accepted"));
+            }
+        }
         if self.concurrency == 0 {
             problems.push("concurrency must be at least 1".to_owned());
         }
@@ -412,6 +443,34 @@ pub enum ConsumeError {
     },
 }
 
+/// Every accepted version must be one the registry knows, or nothing
+/// could ever be delivered.
+fn check_versions(contract: &Contract, accepted: &[String]) -> Result<(), ConsumeError> {
+    let known: Vec<&str> = contract
+        .versions()
+        .iter()
+        .filter_map(|v| v.version())
+        .collect();
+    let unknown: Vec<&str> = accepted
+        .iter()
+        .map(String::as_str)
+        .filter(|v| !known.contains(v))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(ConsumeError::Options(format!(
+        "{} has no version {}; its versions are {}",
+        contract.name(),
+        unknown.join(", "),
+        if known.is_empty() {
+            "unpinned".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )))
+}
+
 /// What a consumer did, returned when it stops.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -441,6 +500,8 @@ struct Source {
     /// for entries of this stream that failed in this group.
     failures: String,
     contract: Arc<Contract>,
+    /// The versions this consumer accepts; `None` accepts all.
+    accepted: Option<Vec<String>>,
     counters: ConsumeCounters,
 }
 
@@ -584,6 +645,10 @@ impl Consumer {
                 continue;
             }
             let contract = bus.registry().get(name)?.clone();
+            let accepted = options.accept_versions.get(name).cloned();
+            if let Some(accepted) = &accepted {
+                check_versions(&contract, accepted)?;
+            }
             let stream = bus.stream_for(name)?;
             sources.push(Source {
                 dead_letters: wire::dead_letter_stream(&stream),
@@ -591,6 +656,7 @@ impl Consumer {
                 counters: bus.metrics().consumer(&stream, name, &options.group),
                 stream,
                 contract,
+                accepted,
             });
         }
         let consumer = Self {

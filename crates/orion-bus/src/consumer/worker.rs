@@ -64,6 +64,21 @@ async fn process<H: Handler>(
         shared.untrack(idx, &entry.id);
         return;
     }
+    if let Some(accepted) = &source.accepted {
+        let version = message.get("version").and_then(serde_json::Value::as_str);
+        if !version.is_some_and(|v| accepted.iter().any(|a| a == v)) {
+            shared.budget.give_back(1);
+            let text = format!(
+                "{} version {} is not accepted by this consumer (it accepts {})",
+                source.contract.name(),
+                version.map_or_else(|| "(none)".to_owned(), |v| format!("{v:?}")),
+                accepted.join(", ")
+            );
+            dead_letter::write(shared, idx, &entry, "unaccepted_version", &text, deliveries).await;
+            shared.untrack(idx, &entry.id);
+            return;
+        }
+    }
     let idem_key = shared
         .options
         .idempotency

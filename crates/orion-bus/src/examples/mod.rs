@@ -13,15 +13,15 @@ use crate::contracts::{ContractError, ContractOptions, ContractRegistry};
 pub const SOURCES: &[(&str, &str)] = &[
     (
         "alert",
-        include_str!("../../../contracts/alert.schema.json"),
+        include_str!("../../../../contracts/alert.schema.json"),
     ),
     (
         "command",
-        include_str!("../../../contracts/command.schema.json"),
+        include_str!("../../../../contracts/command.schema.json"),
     ),
     (
         "sensor.reading",
-        include_str!("../../../contracts/sensor.reading.schema.json"),
+        include_str!("../../../../contracts/sensor.reading.schema.json"),
     ),
 ];
 
