@@ -19,6 +19,7 @@ const PUBLISH_CHUNK: usize = 1000;
 
 pub async fn run(command: Command, settings: Settings) -> ExitCode {
     match command {
+        Command::Codegen { out } => codegen(&settings, &out),
         Command::Validate { contract, file } => validate(&settings, &contract, &file),
         Command::Publish { contract, file } => publish(&settings, &contract, &file).await,
         Command::Consume {
@@ -714,5 +715,40 @@ async fn select_ids(
         orion_bus::dlq::all_ids(conn, dlq).await
     } else {
         Ok(ids)
+    }
+}
+
+/// `orion-bus codegen`: types for the contracts directory, to a file
+/// (written to a temporary file and renamed) or standard output.
+fn codegen(settings: &Settings, out: &str) -> ExitCode {
+    let code = match orion_bus_codegen::generate_dir(&settings.contracts_dir) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("orion-bus: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if out == "-" {
+        print!("{code}");
+        return ExitCode::SUCCESS;
+    }
+    let path = std::path::Path::new(out);
+    let tmp = path.with_extension("rs.tmp");
+    let written = std::fs::write(&tmp, &code).and_then(|()| std::fs::rename(&tmp, path));
+    match written {
+        Ok(()) => {
+            eprintln!(
+                "orion-bus: wrote {} ({} lines) from {}",
+                path.display(),
+                code.lines().count(),
+                settings.contracts_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            eprintln!("orion-bus: cannot write {}: {e}", path.display());
+            ExitCode::from(EXIT_FAILED)
+        }
     }
 }

@@ -39,6 +39,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Generate Rust types for the contracts in --contracts-dir.
+    ///
+    /// One module per contract version, with `ContractType` impls for
+    /// typed publishing and consuming (see docs/CONTRACTS.md). The output
+    /// needs the crates `orion-bus`, `serde` (derive), `serde_json` and
+    /// `regress`.
+    Codegen {
+        /// Output file, or `-` for standard output. Written whole or not
+        /// at all.
+        #[arg(long, default_value = "-")]
+        out: String,
+    },
     /// Validate messages against a contract, offline (no Redis).
     ///
     /// Reads one JSON document or NDJSON. Exits 0 if every message is
@@ -288,7 +300,9 @@ fn main() -> ExitCode {
     };
     // `bench` runs many consumers whose start/stop lines would drown its
     // progress: warnings only, unless a log level was asked for.
-    if matches!(cli.command, Command::Bench { .. }) && !given.contains_key("log_level") {
+    if matches!(cli.command, Command::Bench { .. } | Command::Codegen { .. })
+        && !given.contains_key("log_level")
+    {
         settings.log_level = "warn".to_owned();
     }
     init_logging(&settings);

@@ -799,3 +799,74 @@ fn serve_observe_counts_violations() {
     terminate(child.id());
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 }
+
+#[test]
+fn codegen_writes_the_types_of_a_contracts_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out_file = dir.path().join("contracts.rs");
+    let out = run(
+        cmd(None).args(["codegen", "--out", out_file.to_str().expect("utf-8 path")]),
+        "",
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let written = std::fs::read_to_string(&out_file).expect("written");
+    let committed = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../orion-bus/src/examples/types.rs"),
+    )
+    .expect("committed example types");
+    assert_eq!(written, committed, "same generator, same contracts");
+    assert!(!dir.path().join("contracts.rs.tmp").exists());
+
+    // To standard output by default.
+    let out = run(cmd(None).arg("codegen"), "");
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), committed);
+
+    // A contracts dir that does not load is a usage error naming the file.
+    let bad = tempfile::tempdir().expect("tempdir");
+    std::fs::write(bad.path().join("broken.schema.json"), "{").expect("write");
+    let out = run(
+        cmd(None)
+            .env("ORION_BUS_CONTRACTS_DIR", bad.path())
+            .arg("codegen"),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("broken.schema.json"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn validate_picks_the_version_a_message_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schema = |v: &str, required: &str| {
+        format!(
+            r#"{{"type": "object", "additionalProperties": false, "required": ["version"{required}],
+                "properties": {{"version": {{"const": "{v}"}}, "host": {{"type": "string"}}}}}}"#
+        )
+    };
+    std::fs::write(dir.path().join("ping.schema.json"), schema("1.0", "")).expect("write");
+    std::fs::write(
+        dir.path().join("ping@2.0.schema.json"),
+        schema("2.0", r#", "host""#),
+    )
+    .expect("write");
+    let validate = |input: &str| {
+        run(
+            cmd(None)
+                .env("ORION_BUS_CONTRACTS_DIR", dir.path())
+                .args(["validate", "ping"]),
+            input,
+        )
+    };
+    let ok = validate("{\"version\": \"1.0\"}\n{\"version\": \"2.0\", \"host\": \"nas\"}\n");
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stdout));
+    let bad = validate("{\"version\": \"2.0\"}\n{\"version\": \"9.0\"}\n");
+    assert_eq!(bad.status.code(), Some(1));
+    let report = text(&bad.stdout) + &text(&bad.stderr);
+    assert!(report.contains("host"), "{report}");
+    assert!(report.contains("not a known version of ping"), "{report}");
+}

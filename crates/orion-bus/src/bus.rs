@@ -49,6 +49,11 @@ pub struct BusOptions {
     /// (`MAXLEN ~ max_len`, as the Python bus); [`Retention::Safe`] never
     /// trims what a group still needs.
     pub retention: Retention,
+    /// Validate typed messages ([`Bus::publish_typed`]) against their
+    /// schemas, as untyped ones always are. Default on: a generated type
+    /// cannot express every schema rule. Turning it off saves the
+    /// validation cost measured in docs/BENCHMARKS.md and nothing else.
+    pub validate_typed: bool,
 }
 
 impl Default for BusOptions {
@@ -60,11 +65,19 @@ impl Default for BusOptions {
             json_style: JsonStyle::Python,
             retention: Retention::Approximate,
             retry_budget: None,
+            validate_typed: true,
         }
     }
 }
 
 impl BusOptions {
+    /// Turns schema validation of typed messages on or off (default on).
+    #[must_use]
+    pub fn validate_typed(mut self, on: bool) -> Self {
+        self.validate_typed = on;
+        self
+    }
+
     /// Sets the stream prefix.
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -344,16 +357,29 @@ impl Bus {
         message: &Value,
         index: Option<usize>,
     ) -> Result<Prepared, PublishError> {
+        self.prepare_with(contract_name, message, index, true)
+    }
+
+    /// [`Self::prepare`], with validation optional for typed messages.
+    pub(crate) fn prepare_with(
+        &self,
+        contract_name: &str,
+        message: &Value,
+        index: Option<usize>,
+        validate: bool,
+    ) -> Result<Prepared, PublishError> {
         let result = (|| {
             let contract = self.inner.registry.get(contract_name)?.clone();
             let route = self.route(contract_name)?.clone();
-            contract
-                .validate(message)
-                .map_err(|violations| PublishError::Invalid {
-                    contract: contract_name.to_owned(),
-                    index,
-                    violations,
-                })?;
+            if validate {
+                contract
+                    .validate(message)
+                    .map_err(|violations| PublishError::Invalid {
+                        contract: contract_name.to_owned(),
+                        index,
+                        violations,
+                    })?;
+            }
             let payload = wire::encode(message, self.inner.options.json_style).map_err(|e| {
                 PublishError::NotJson {
                     contract: contract_name.to_owned(),

@@ -24,6 +24,8 @@
 //! - [`status`]: streams, groups, consumers and dead letters for operators
 //!   (`status`, the `/metrics` gauges) and moving a group (`replay`).
 //! - [`observer`]: `serve --observe`, validating every stream without a group.
+//! - [`typed`]: generated contract types ([`typed::ContractType`]), typed
+//!   publishing and [`typed::TypedConsumer`], versions a consumer accepts.
 //! - [`backoff`]: retry pacing for Redis errors.
 //! - [`bench`]: the load generator behind `orion-bus bench` (throughput,
 //!   latency percentiles, peak RSS and CPU time).
@@ -48,6 +50,7 @@ pub mod observer;
 mod reply;
 pub mod retention;
 pub mod status;
+pub mod typed;
 pub mod wire;
 
 pub use bus::{Bus, BusOptions, Prepared, PublishError};
@@ -62,7 +65,17 @@ pub use contracts::{
 };
 pub use metrics::Metrics;
 pub use tokio_util::sync::CancellationToken;
+pub use typed::{ContractType, TypedConsumer, TypedDelivery};
 pub use wire::JsonStyle;
+
+// Lets generated code name this crate as `orion_bus` from inside it too.
+extern crate self as orion_bus;
+
+/// What [`message_enum!`] expands to needs; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde_json::{Error as JsonError, Value, from_value};
+}
 
 /// The README's code examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]

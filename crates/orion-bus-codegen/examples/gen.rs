@@ -1,0 +1,7 @@
+fn main() {
+    let dir = std::env::args().nth(1).expect("dir");
+    match orion_bus_codegen::generate_dir(std::path::Path::new(&dir)) {
+        Ok(code) => print!("{code}"),
+        Err(e) => eprintln!("error: {e}"),
+    }
+}
