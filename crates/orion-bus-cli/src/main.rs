@@ -306,10 +306,12 @@ fn main() -> ExitCode {
         settings.log_level = "warn".to_owned();
     }
     init_logging(&settings);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = settings.worker_threads {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("orion-bus: cannot start the runtime: {e}");

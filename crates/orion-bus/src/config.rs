@@ -231,6 +231,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Listen address of `serve` (/healthz, /readyz, /metrics)"
     ),
     spec!(
+        "worker_threads",
+        "ORION_BUS_WORKER_THREADS",
+        Some("1"),
+        "Runtime worker threads; 0 is one per core. One keeps the CPU low; raise it for CPU-heavy handlers (see docs/BENCHMARKS.md)"
+    ),
+    spec!(
         "log_format",
         "ORION_BUS_LOG_FORMAT",
         Some("human"),
@@ -290,6 +296,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Log filter.
     pub log_level: String,
+    /// Runtime worker threads; `None` is one per core.
+    pub worker_threads: Option<usize>,
 }
 
 /// Every problem found in the configuration.
@@ -419,6 +427,10 @@ pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigErr
         http_addr,
         log_format,
         log_level: r.string("log_level"),
+        worker_threads: match r.parse("worker_threads", 1usize) {
+            0 => None,
+            n => Some(n),
+        },
     };
     if r.problems.is_empty() {
         Ok(settings)
@@ -596,6 +608,18 @@ mod tests {
         assert_eq!(s.consumer.shutdown_grace, Duration::from_secs(25));
         assert!(s.contracts.assert_formats);
         assert_eq!(s.consumer.start_id, StartId::Beginning);
+        assert_eq!(s.worker_threads, Some(1), "one runtime thread by default");
+    }
+
+    #[test]
+    fn worker_threads_zero_means_one_per_core() {
+        let s = resolve(&given(&[("worker_threads", "0", Source::Env)]), None).expect("valid");
+        assert_eq!(s.worker_threads, None);
+        let s = resolve(&given(&[("worker_threads", "3", Source::Flag)]), None).expect("valid");
+        assert_eq!(s.worker_threads, Some(3));
+        let err = resolve(&given(&[("worker_threads", "many", Source::Flag)]), None)
+            .expect_err("not a number");
+        assert!(err.to_string().contains("--worker-threads"), "{err}");
     }
 
     #[test]
