@@ -18,6 +18,8 @@
 //!   [`orion_bus::typed::Timestamp`] and [`orion_bus::typed::Uuid`], which
 //!   keep the text exactly as written and check it with the validator the
 //!   bus uses;
+//! - `integer` becomes [`orion_bus::typed::Integer`], which takes `5.0` as
+//!   JSON Schema does (a plain `i64` would refuse it);
 //! - a number or integer with `minimum`/`maximum` (or the exclusive forms)
 //!   becomes a newtype that refuses values outside its range;
 //! - `default` is dropped: JSON Schema defaults are annotations, and
@@ -385,12 +387,18 @@ impl Bounded {
              impl ::std::fmt::Display for {name} {{ fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {{ ::std::fmt::Display::fmt(&self.0, f) }} }}\n\
              impl<'de> ::serde::Deserialize<'de> for {name} {{\n\
                  fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> ::std::result::Result<Self, D::Error> {{\n\
-                     Self::new(<{inner} as ::serde::Deserialize>::deserialize(deserializer)?)\n\
+                     Self::new({read})\n\
                          .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))\n\
                  }}\n\
              }}\n",
             doc = doc_comment(&self.doc),
             rules = rules.join(" and "),
+            // An integer reads through `Integer`, which takes `5.0` too.
+            read = if self.integer {
+                "<::orion_bus::typed::Integer as ::serde::Deserialize>::deserialize(deserializer)?.get()"
+            } else {
+                "<f64 as ::serde::Deserialize>::deserialize(deserializer)?"
+            },
         )
     }
 }
@@ -417,6 +425,13 @@ fn adjust(node: &mut Value, path: &str, bounded: &mut Vec<Bounded>, names: &mut 
         if let (Some(rust), true) = (rust, types == ["string"]) {
             obj.insert("x-rust-type".to_owned(), rust_type("orion-bus", rust));
         }
+    }
+    if types == ["integer"] {
+        // Replaced below by a bounded newtype when there are bounds.
+        obj.insert(
+            "x-rust-type".to_owned(),
+            rust_type("orion-bus", "orion_bus::typed::Integer"),
+        );
     }
     let has_bounds = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"]
         .iter()

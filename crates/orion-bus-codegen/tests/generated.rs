@@ -27,7 +27,8 @@ fn every_version_gets_a_type_and_several_get_an_enum() {
         format!(
             r#"{{"title": "Ping", "description": "A ping.", "type": "object", "additionalProperties": false,
                 "required": ["version"{extra}],
-                "properties": {{"version": {{"const": "{v}"}}, "origin": {{"type": "string"}}}}}}"#
+                "properties": {{"version": {{"const": "{v}"}}, "origin": {{"type": "string"}},
+                               "hops": {{"type": "integer"}}}}}}"#
         )
     };
     std::fs::write(dir.path().join("ping.schema.json"), schema("1.0", "")).expect("write");
@@ -46,6 +47,8 @@ fn every_version_gets_a_type_and_several_get_an_enum() {
         "V2_0(PingV2_0)",
         "const VERSION: Option<&'static str> = Some(\"2.0\");",
         "/// A ping.",
+        // JSON Schema integers take `5.0` too; a bare i64 would not.
+        "pub hops: ::std::option::Option<::orion_bus::typed::Integer>",
     ] {
         assert!(code.contains(needle), "{needle} missing in:\n{code}");
     }

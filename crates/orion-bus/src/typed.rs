@@ -6,7 +6,7 @@
 //! (what a typed consumer receives: one type, or an enum of several made
 //! with [`message_enum!`](crate::message_enum)), [`Timestamp`] and [`Uuid`]
 //! (the `date-time` and `uuid` formats, kept as the exact text that was on
-//! the wire), [`Bus::publish_typed`] and [`TypedConsumer`].
+//! the wire), [`Integer`] (a JSON Schema integer, `5.0` included), [`Bus::publish_typed`] and [`TypedConsumer`].
 //!
 //! Types come from `orion-bus codegen` (the `orion-bus-codegen` crate).
 //! Runtime validation stays on at both boundaries: a type cannot express
@@ -263,6 +263,85 @@ impl Uuid {
         // Only valid UUID text gets in (`FromStr`, `Deserialize`), and the
         // format check accepts nothing `uuid` rejects.
         uuid::Uuid::parse_str(&self.0).unwrap_or_default()
+    }
+}
+
+/// A JSON Schema `integer`. JSON Schema counts `5.0` as an integer (and
+/// Python writes one whenever a float holds a whole number), so this
+/// accepts a whole-number float as well as `5`; it always writes `5`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Integer(i64);
+
+impl Integer {
+    /// The integer `value`.
+    #[must_use]
+    pub const fn new(value: i64) -> Self {
+        Self(value)
+    }
+
+    /// The value.
+    #[must_use]
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl From<i64> for Integer {
+    fn from(value: i64) -> Self {
+        Self(value)
+    }
+}
+
+impl From<Integer> for i64 {
+    fn from(value: Integer) -> Self {
+        value.0
+    }
+}
+
+impl std::ops::Deref for Integer {
+    type Target = i64;
+    fn deref(&self) -> &i64 {
+        &self.0
+    }
+}
+
+impl fmt::Display for Integer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Integer;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer (a whole number, within 64 bits)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Integer, E> {
+                Ok(Integer(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Integer, E> {
+                i64::try_from(v)
+                    .map(Integer)
+                    .map_err(|_| E::custom(format!("{v} does not fit in 64 signed bits")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Integer, E> {
+                // Every whole f64 in [-2^63, 2^63) converts exactly.
+                const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+                if v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v) {
+                    #[allow(clippy::cast_possible_truncation)]
+                    Ok(Integer(v as i64))
+                } else {
+                    Err(E::custom(format!(
+                        "{v} is not a whole number within 64 bits"
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
     }
 }
 
@@ -548,6 +627,19 @@ mod tests {
             assert!(bad.parse::<Uuid>().is_err(), "{bad}");
         }
         assert!(serde_json::from_value::<Uuid>(Value::from(12)).is_err());
+    }
+
+    #[test]
+    fn integers_accept_whole_floats_as_json_schema_does() {
+        let read = |text: &str| serde_json::from_str::<Integer>(text);
+        assert_eq!(read("5").expect("int").get(), 5);
+        assert_eq!(read("-5").expect("int").get(), -5);
+        assert_eq!(read("5.0").expect("whole float").get(), 5);
+        assert_eq!(read("1e3").expect("whole float").get(), 1000);
+        for bad in ["5.5", "\"5\"", "1e300", "18446744073709551615", "null"] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        assert_eq!(serde_json::to_string(&Integer::new(5)).expect("ser"), "5");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! (types, `const`, `enum`, `required`, optional properties,
 //! `additionalProperties`, `pattern`, `minLength`/`maxLength`, numeric
 //! bounds, `minItems`/`maxItems`, `date-time` and `uuid` in several
-//! spellings, `oneOf`/`anyOf` branches), and [`json_equal`].
+//! spellings, integers written as `5` and as `5.0`, `oneOf`/`anyOf`
+//! branches), and [`json_equal`].
 //!
 //! The strategy does not promise validity: `oneOf` exclusivity, for one, is
 //! not followed. Callers that need schema-valid JSON filter with the
@@ -92,8 +93,16 @@ fn typed(t: &str, obj: &Map<String, Value>, root: &Value, depth: usize) -> Boxed
                 .unwrap_or(1e12);
             #[allow(clippy::cast_possible_truncation)]
             let (lo, hi) = (lo as i64, hi as i64);
-            prop_oneof![Just(lo), Just(hi), lo..=hi]
-                .prop_map(|i| Value::Number(i.into()))
+            // JSON Schema counts `5.0` as an integer, and Python writes
+            // one whenever a float holds a whole number: both spellings.
+            (prop_oneof![Just(lo), Just(hi), lo..=hi], any::<bool>())
+                .prop_map(|(i, as_float)| {
+                    #[allow(clippy::cast_precision_loss)] // only below 2^53
+                    let float = (as_float && i.unsigned_abs() < (1 << 53))
+                        .then(|| Number::from_f64(i as f64))
+                        .flatten();
+                    Value::Number(float.unwrap_or_else(|| i.into()))
+                })
                 .boxed()
         }
         "number" => {

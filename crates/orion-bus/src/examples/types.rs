@@ -429,7 +429,12 @@ A number >= 1 and <= 3600; out-of-range values are refused.*/
         fn deserialize<D: ::serde::Deserializer<'de>>(
             deserializer: D,
         ) -> ::std::result::Result<Self, D::Error> {
-            Self::new(<i64 as ::serde::Deserialize>::deserialize(deserializer)?)
+            Self::new(
+                    <::orion_bus::typed::Integer as ::serde::Deserialize>::deserialize(
+                            deserializer,
+                        )?
+                        .get(),
+                )
                 .map_err(|e| <D::Error as ::serde::de::Error>::custom(e.to_string()))
         }
     }
