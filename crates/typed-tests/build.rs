@@ -2,7 +2,8 @@
 //! - from ORION's contracts: `ORION_CONTRACTS_DIR`, or the workspace's
 //!   sibling `../shared/orion-contracts`; when neither exists the crate
 //!   builds without them and its tests say they were skipped;
-//! - from `contracts/` here, a test set with two versions of `event`.
+//! - from `contracts/` here, a test set with two versions of `event`;
+//! - from `clashes/` here, contracts whose names and titles collide.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,9 @@ fn main() {
     let versioned = here.join("contracts");
     println!("cargo::rerun-if-changed={}", versioned.display());
     generate(&versioned, &out.join("versioned.rs"));
+    let clashes = here.join("clashes");
+    println!("cargo::rerun-if-changed={}", clashes.display());
+    generate(&clashes, &out.join("clashes.rs"));
 
     let orion = std::env::var_os("ORION_CONTRACTS_DIR").map_or_else(
         || here.join("../../../shared/orion-contracts"),
