@@ -504,6 +504,16 @@ fn adjust(node: &mut Value, path: &str, bounded: &mut Vec<Bounded>, names: &mut 
         return;
     };
     obj.remove("default");
+    // `{"const": "1.0"}` or `{"enum": ["a", "b"]}` without a `type` can only
+    // hold strings; say so, or typify falls back to `serde_json::Value`.
+    let only_strings = obj.get("const").is_some_and(Value::is_string)
+        || obj
+            .get("enum")
+            .and_then(Value::as_array)
+            .is_some_and(|v| !v.is_empty() && v.iter().all(Value::is_string));
+    if only_strings && !obj.contains_key("type") {
+        obj.insert("type".to_owned(), Value::from("string"));
+    }
     let types = instance_types(obj);
     if let Some(format) = obj.get("format").and_then(Value::as_str) {
         let rust = match format {

@@ -42,41 +42,43 @@ fn each_clashing_type_names_its_own_contract() {
 fn clashing_types_carry_their_own_fields_and_validate() {
     let registry = registry();
     // The modules keep the schema's title inside; the export renames it.
-    let _: alarm::Alert = Alarm {
+    let renamed: alarm::Alert = Alarm {
         siren: "s".into(),
-        version: json!("1.0"),
+        version: "1.0".into(),
     };
+    // A `const` without `"type": "string"` is still a string, not a Value.
+    let _: &String = &renamed.version;
     let _: type_::Record = Record {
         kind: "k".into(),
-        version: json!("1.0"),
+        version: "1.0".into(),
     };
     let values = [
         (
             "alarm",
             serde_json::to_value(Alarm {
                 siren: "loud".into(),
-                version: json!("1.0"),
+                version: "1.0".into(),
             }),
         ),
         (
             "alert",
             serde_json::to_value(Alert {
                 text: "disk full".into(),
-                version: json!("1.0"),
+                version: "1.0".into(),
             }),
         ),
         (
             "beacon",
             serde_json::to_value(BeaconV2_0 {
                 light: "red".into(),
-                version: json!("2.0"),
+                version: "2.0".into(),
             }),
         ),
         (
             "type",
             serde_json::to_value(Record {
                 kind: "plain".into(),
-                version: json!("1.0"),
+                version: "1.0".into(),
             }),
         ),
     ];
