@@ -403,10 +403,22 @@ impl Bus {
             })
         })();
         if let Err(e) = &result {
-            self.inner.metrics.rejected(contract_name, e.reason());
+            self.inner
+                .metrics
+                .rejected(self.contract_label(contract_name), e.reason());
             tracing::debug!(contract = contract_name, error = %e, "publish rejected");
         }
         result
+    }
+
+    /// The `contract` label for a name a caller gave: a known contract, or
+    /// `unknown`, so that callers' typos cannot grow the series without bound.
+    fn contract_label<'a>(&self, name: &'a str) -> &'a str {
+        if self.inner.registry.get(name).is_ok() {
+            name
+        } else {
+            "unknown"
+        }
     }
 
     /// Parses JSON text, then validates and encodes it (see [`Self::prepare`]).
@@ -426,7 +438,9 @@ impl Bus {
         match serde_json::from_slice::<Value>(json) {
             Ok(value) => self.prepare_at(contract, &value, index),
             Err(e) => {
-                self.inner.metrics.rejected(contract, "invalid_json");
+                self.inner
+                    .metrics
+                    .rejected(self.contract_label(contract), "invalid_json");
                 Err(PublishError::NotJson {
                     contract: contract.to_owned(),
                     index,

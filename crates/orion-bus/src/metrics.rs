@@ -248,13 +248,13 @@ impl Metrics {
         );
         let workers_busy = Gauge::default();
         registry.register(
-            "workers_busy",
+            "worker_pool_busy_workers",
             "Handlers running right now",
             workers_busy.clone(),
         );
         let workers_capacity = Gauge::default();
         registry.register(
-            "workers_capacity",
+            "worker_pool_capacity_workers",
             "Configured handler concurrency, summed over running consumers",
             workers_capacity.clone(),
         );

@@ -113,8 +113,8 @@ async fn metrics_report_a_known_workload() {
         (r#"orion_bus_group_idle_consumers{stream="orion:alerts",group="g"}"#.to_owned(), 0.0),
         (r#"orion_bus_stream_length_messages{stream="orion:alerts"}"#.to_owned(), 11.0),
         (r#"orion_bus_dead_letter_length_messages{stream="orion:alerts"}"#.to_owned(), 3.0),
-        ("orion_bus_workers_capacity".to_owned(), 0.0),
-        ("orion_bus_workers_busy".to_owned(), 0.0),
+        ("orion_bus_worker_pool_capacity_workers".to_owned(), 0.0),
+        ("orion_bus_worker_pool_busy_workers".to_owned(), 0.0),
         ("orion_bus_redis_errors_total".to_owned(), 0.0),
         ("orion_bus_redis_reconnects_total".to_owned(), 0.0),
     ];

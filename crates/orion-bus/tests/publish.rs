@@ -101,6 +101,18 @@ async fn unknown_contract_is_an_error_not_a_panic() {
         err.to_string().contains("unknown contract \"nope\""),
         "{err}"
     );
+    // Callers' names do not become label values: the series stay bounded.
+    bus.publish("nope-2", &json!({}))
+        .await
+        .expect_err("unknown");
+    let metrics = bus.metrics().encode();
+    assert!(
+        metrics.contains(
+            r#"orion_bus_rejected_messages_total{contract="unknown",reason="unknown_contract"} 2"#
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("nope"), "{metrics}");
 }
 
 #[tokio::test]
