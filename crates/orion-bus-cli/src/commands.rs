@@ -14,6 +14,16 @@ use serde_json::json;
 
 use crate::{Command, DlqAction, EXIT_FAILED, EXIT_USAGE};
 
+/// Writes a line to standard output; `false` when it is gone (a closed
+/// pipe, as in `orion-bus tail --follow | head`), where `println!` would
+/// panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let mut out = std::io::stdout().lock();
+        writeln!(out, $($arg)*).and_then(|()| out.flush()).is_ok()
+    }};
+}
+
 /// Largest number of messages written in one pipeline by `publish`.
 const PUBLISH_CHUNK: usize = 1000;
 
@@ -138,18 +148,18 @@ fn validate(settings: &Settings, contract: &str, file: &str) -> ExitCode {
         };
         invalid += 1;
         for p in problems {
-            println!("line {line}: {p}");
+            let _ = say!("line {line}: {p}");
         }
     }
     if invalid == 0 {
-        println!(
+        let _ = say!(
             "{} message(s) valid against {}",
             messages.len(),
             contract.name()
         );
         ExitCode::SUCCESS
     } else {
-        println!(
+        let _ = say!(
             "{invalid} of {} message(s) invalid against {}",
             messages.len(),
             contract.name()
@@ -259,8 +269,10 @@ async fn consume(
     };
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let shutdown = crate::signal::shutdown_token();
+    let stop = shutdown.clone();
     let handler = move |d: Delivery| {
         let out = out.clone();
+        let stop = stop.clone();
         async move {
             let line = json!({
                 "contract": d.contract(),
@@ -271,10 +283,15 @@ async fn consume(
             let mut out = out
                 .lock()
                 .map_err(|_| HandlerError::retryable("stdout lock poisoned"))?;
-            // The entry is acked only if its line was written.
+            // The entry is acked only if its line was written. When the
+            // output is gone (`consume | head -1`), stop: every further
+            // entry would fail the same way and use up its deliveries.
             writeln!(out, "{line}")
                 .and_then(|()| out.flush())
-                .map_err(HandlerError::retryable)
+                .map_err(|e| {
+                    stop.cancel();
+                    HandlerError::retryable(format!("cannot write to standard output: {e}"))
+                })
         }
     };
     match consumer.run(handler, shutdown).await {
@@ -325,14 +342,20 @@ async fn tail(
         Err(e) => return fail(EXIT_FAILED, e),
     };
     let mut last = entries.last().map(|e| e.id.clone());
+    // `false` once standard output is gone (`tail --follow | head`).
     let print = |entry: &orion_bus::wire::RawEntry| {
         let record = inspect::judge(&contract, &stream, entry, max_bytes);
         match serde_json::to_string(&record) {
-            Ok(line) => println!("{line}"),
-            Err(e) => eprintln!("orion-bus: cannot print {}: {e}", entry.id),
+            Ok(line) => say!("{line}"),
+            Err(e) => {
+                eprintln!("orion-bus: cannot print {}: {e}", entry.id);
+                true
+            }
         }
     };
-    entries.iter().for_each(print);
+    if !entries.iter().all(print) {
+        return ExitCode::SUCCESS;
+    }
     if !follow {
         return ExitCode::SUCCESS;
     }
@@ -365,7 +388,9 @@ async fn tail(
             Ok(entries) => {
                 backoff.reset();
                 for entry in &entries {
-                    print(entry);
+                    if !print(entry) {
+                        return ExitCode::SUCCESS;
+                    }
                     after.clone_from(&entry.id);
                 }
             }
@@ -439,13 +464,13 @@ async fn status(settings: &Settings, json: bool) -> ExitCode {
     match orion_bus::status::collect(&bus).await {
         Ok(all) if json => match serde_json::to_string_pretty(&all) {
             Ok(text) => {
-                println!("{text}");
+                let _ = say!("{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => fail(EXIT_FAILED, e),
         },
         Ok(all) => {
-            print!("{}", orion_bus::status::render(&all));
+            let _ = say!("{}", orion_bus::status::render(&all).trim_end());
             ExitCode::SUCCESS
         }
         Err(e) => fail(EXIT_FAILED, e),
@@ -481,7 +506,7 @@ async fn replay(
     }
     if !yes {
         eprint!(
-            "Move group {group} on contract {contract} to {from:?}? Its consumers will re-read from there. [y/N] "
+            "Move group {group} on contract {contract} to re-read {from}? Its consumers will re-read from there. [y/N] "
         );
         let mut answer = String::new();
         if std::io::stdin().read_line(&mut answer).is_err()
@@ -496,7 +521,7 @@ async fn replay(
     };
     match orion_bus::status::replay(&bus, contract, group, &from).await {
         Ok(id) => {
-            println!("group {group} now re-reads {contract} after {id}");
+            let _ = say!("group {group} now re-reads {contract} after {id}");
             ExitCode::SUCCESS
         }
         Err(e) => fail(EXIT_FAILED, e),
@@ -510,7 +535,7 @@ async fn demo(settings: &Settings, messages: u64) -> ExitCode {
     if !settings.redis_url_given {
         match RedisServer::start() {
             Ok(s) => {
-                println!(
+                let _ = say!(
                     "started a throwaway redis-server on {} (data in {})",
                     s.url(),
                     s.dir().display()
@@ -541,7 +566,7 @@ async fn demo(settings: &Settings, messages: u64) -> ExitCode {
         tokio::time::timeout(timeout, orion_bus::demo::run(&bus, messages, shutdown)).await;
     let code = match result {
         Ok(Ok(report)) => {
-            println!("{report}");
+            let _ = say!("{report}");
             if report.is_consistent() {
                 ExitCode::SUCCESS
             } else {
@@ -556,7 +581,7 @@ async fn demo(settings: &Settings, messages: u64) -> ExitCode {
     };
     if let Some(mut s) = server {
         s.stop();
-        println!("stopped the throwaway redis-server");
+        let _ = say!("stopped the throwaway redis-server");
     }
     code
 }
@@ -598,11 +623,13 @@ async fn bench(
         Ok(report) => {
             if json {
                 match serde_json::to_string(&report) {
-                    Ok(line) => println!("{line}"),
+                    Ok(line) => {
+                        let _ = say!("{line}");
+                    }
                     Err(e) => return fail(EXIT_FAILED, e),
                 }
             } else {
-                println!("{report}");
+                let _ = say!("{report}");
             }
             if report.is_complete() {
                 ExitCode::SUCCESS
@@ -642,15 +669,19 @@ async fn dlq(settings: &Settings, action: DlqAction) -> ExitCode {
     };
     let dlq = orion_bus::wire::dead_letter_stream(&stream);
     let mut conn = bus.connection();
+    // `false` once standard output is gone.
     let print = |letter: &orion_bus::dlq::DeadLetter| match serde_json::to_string(letter) {
-        Ok(line) => println!("{line}"),
-        Err(e) => eprintln!("orion-bus: cannot print {}: {e}", letter.dlq_id),
+        Ok(line) => say!("{line}"),
+        Err(e) => {
+            eprintln!("orion-bus: cannot print {}: {e}", letter.dlq_id);
+            true
+        }
     };
     match action {
         DlqAction::List { from, count, .. } => {
             match orion_bus::dlq::list(&mut conn, &dlq, &from, count).await {
                 Ok(letters) => {
-                    letters.iter().for_each(print);
+                    let _ = letters.iter().all(print);
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(EXIT_FAILED, e),
@@ -659,7 +690,9 @@ async fn dlq(settings: &Settings, action: DlqAction) -> ExitCode {
         DlqAction::Show { id, .. } => match orion_bus::dlq::show(&mut conn, &dlq, &id).await {
             Ok(Some(letter)) => {
                 match serde_json::to_string_pretty(&letter) {
-                    Ok(text) => println!("{text}"),
+                    Ok(text) => {
+                        let _ = say!("{text}");
+                    }
                     Err(e) => return fail(EXIT_FAILED, e),
                 }
                 ExitCode::SUCCESS
@@ -675,7 +708,7 @@ async fn dlq(settings: &Settings, action: DlqAction) -> ExitCode {
             match orion_bus::dlq::redrive(&bus, &contract, &ids).await {
                 Ok(report) => {
                     for (dlq_id, new_id) in &report.redriven {
-                        println!("redriven {dlq_id} -> {stream} {new_id}");
+                        let _ = say!("redriven {dlq_id} -> {stream} {new_id}");
                     }
                     for (dlq_id, why) in &report.kept {
                         eprintln!("kept {dlq_id}: {why}");
@@ -696,7 +729,7 @@ async fn dlq(settings: &Settings, action: DlqAction) -> ExitCode {
             };
             match orion_bus::dlq::purge(&mut conn, &dlq, &ids).await {
                 Ok(n) => {
-                    println!("purged {n} of {} dead letter(s) from {dlq}", ids.len());
+                    let _ = say!("purged {n} of {} dead letter(s) from {dlq}", ids.len());
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(EXIT_FAILED, e),
@@ -729,8 +762,15 @@ fn codegen(settings: &Settings, out: &str) -> ExitCode {
         }
     };
     if out == "-" {
-        print!("{code}");
-        return ExitCode::SUCCESS;
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        return match stdout
+            .write_all(code.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(EXIT_FAILED, format!("cannot write the types: {e}")),
+        };
     }
     let path = std::path::Path::new(out);
     let tmp = path.with_extension("rs.tmp");

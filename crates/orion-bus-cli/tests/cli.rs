@@ -304,6 +304,90 @@ fn tail_marks_contract_violations_and_never_acks() {
     );
 }
 
+#[test]
+fn tail_follow_shows_new_entries_live_and_stops_when_its_reader_goes() {
+    use std::io::BufRead;
+    let server = RedisServer::start().expect("redis");
+    let mut child = cmd(Some(&server))
+        .args(["tail", "alert", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tail");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    // Entries written after tail started, by orion-bus and by another client.
+    std::thread::sleep(Duration::from_millis(300));
+    let out = run(
+        cmd(Some(&server)).args(["publish", "alert"]),
+        &sample("alert", 1),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    redis_cli(
+        &server,
+        &["XADD", "orion:alerts", "*", "data", "{\"version\": 7}"],
+    );
+    let mut next = || -> serde_json::Value {
+        let line = lines.next().expect("a line").expect("readable");
+        serde_json::from_str(&line).expect("json")
+    };
+    let first = next();
+    assert_eq!(first["valid"], true, "{first}");
+    assert_eq!(first["id"], text(&out.stdout).trim());
+    let second = next();
+    assert_eq!(second["valid"], false, "{second}");
+    // The reader goes away; the next entry finds the pipe closed, and tail
+    // exits cleanly instead of panicking.
+    drop(lines);
+    redis_cli(&server, &["XADD", "orion:alerts", "*", "data", "{}"]);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn consume_stops_without_acking_when_its_output_is_closed() {
+    let server = RedisServer::start().expect("redis");
+    let input: String = (0..5).map(|n| sample("alert", n) + "\n").collect();
+    let out = run(cmd(Some(&server)).args(["publish", "alert"]), &input);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut child = cmd(Some(&server))
+        // No --count: only the closed output can end it.
+        .args(["consume", "alert", "--group", "g", "--consumer", "c"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn consume");
+    drop(child.stdout.take());
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(1), "a failed handler: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Nothing acked, nothing dead-lettered: every entry is still pending
+    // or unread, ready for the next consumer.
+    let groups = redis_cli(&server, &["XINFO", "GROUPS", "orion:alerts"]);
+    let field = |name: &str| -> u64 {
+        let lines: Vec<&str> = groups.lines().collect();
+        let i = lines.iter().position(|l| *l == name).expect(name);
+        lines[i + 1].parse().expect("a number")
+    };
+    assert!(field("pending") >= 1, "{groups}");
+    assert_eq!(field("pending") + field("lag"), 5, "{groups}");
+    assert_eq!(redis_cli(&server, &["XLEN", "orion:alerts:dlq"]), "0");
+}
+
 fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -365,7 +449,10 @@ fn serve_exposes_health_readiness_and_metrics_and_stops_on_sigterm() {
         metrics.contains("# TYPE orion_bus_published_messages counter"),
         "{metrics}"
     );
-    assert!(metrics.contains("orion_bus_workers_capacity"), "{metrics}");
+    assert!(
+        metrics.contains("orion_bus_worker_pool_capacity_workers"),
+        "{metrics}"
+    );
 
     terminate(child.id());
     let status = wait_exit(&mut child, Duration::from_secs(10));
@@ -707,7 +794,29 @@ fn status_and_replay() {
         "n\n",
     );
     assert_eq!(out.status.code(), Some(1));
+    let prompt = text(&out.stderr);
+    assert!(
+        prompt.contains(&format!("to re-read after id {}?", ids[1])),
+        "{prompt}"
+    );
     assert!(redis_cli(&server, &["XINFO", "GROUPS", "orion:alerts"]).contains(&ids[3]));
+    let out = run(
+        cmd(Some(&server)).args([
+            "replay",
+            "alert",
+            "--group",
+            "g",
+            "--from-time",
+            "2026-11-24T10:00:00Z",
+        ]),
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "no answer is a no");
+    let prompt = text(&out.stderr);
+    assert!(
+        prompt.contains("to re-read from 2026-11-24T10:00:00.000Z?"),
+        "{prompt}"
+    );
     let out = run(
         cmd(Some(&server)).args([
             "replay",

@@ -213,6 +213,16 @@ pub enum ReplayFrom {
     Time(std::time::SystemTime),
 }
 
+impl std::fmt::Display for ReplayFrom {
+    /// `after id 1700000000000-0` or `from 2026-11-24T10:00:00Z`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Id(id) => write!(f, "after id {id}"),
+            Self::Time(t) => write!(f, "from {}", humantime::format_rfc3339_millis(*t)),
+        }
+    }
+}
+
 /// Moves `group` on `contract`'s stream so that its consumers re-read from
 /// the given point. Returns the id the group was set to. Pending entries
 /// are left as they are.
