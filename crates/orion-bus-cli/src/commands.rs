@@ -37,7 +37,8 @@ pub async fn run(command: Command, settings: Settings) -> ExitCode {
             group,
             consumer,
             count,
-        } => consume(&settings, contracts, group, consumer, count).await,
+            metrics,
+        } => consume(&settings, contracts, group, consumer, count, metrics).await,
         Command::Tail {
             contract,
             from,
@@ -242,6 +243,7 @@ async fn consume(
     group: String,
     consumer: String,
     count: Option<u64>,
+    metrics: bool,
 ) -> ExitCode {
     let registry = match load_contracts(settings) {
         Ok(r) => r,
@@ -269,6 +271,23 @@ async fn consume(
     };
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let shutdown = crate::signal::shutdown_token();
+    let http = if metrics {
+        let listener = match tokio::net::TcpListener::bind(settings.http_addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                return fail(
+                    EXIT_FAILED,
+                    format!("http server on {}: {e}", settings.http_addr),
+                );
+            }
+        };
+        let (bus, token) = (bus.clone(), shutdown.clone());
+        Some(tokio::spawn(async move {
+            orion_bus::http::serve_on(listener, bus, token).await
+        }))
+    } else {
+        None
+    };
     let stop = shutdown.clone();
     let handler = move |d: Delivery| {
         let out = out.clone();
@@ -294,7 +313,15 @@ async fn consume(
                 })
         }
     };
-    match consumer.run(handler, shutdown).await {
+    let http_stop = shutdown.clone();
+    let result = consumer.run(handler, shutdown).await;
+    if let Some(task) = http {
+        http_stop.cancel();
+        if let Ok(Err(e)) = task.await {
+            tracing::warn!(error = %e, "http server failed");
+        }
+    }
+    match result {
         Ok(report) => {
             tracing::info!(?report, "consume finished");
             if report.handler_errors > 0 {

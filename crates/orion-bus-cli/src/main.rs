@@ -94,6 +94,10 @@ enum Command {
         /// it leaves nothing pending.
         #[arg(long)]
         count: Option<u64>,
+        /// Also serve /healthz, /readyz and /metrics (this consumer's
+        /// handler, ack and dead-letter figures) on --http-addr.
+        #[arg(long)]
+        metrics: bool,
     },
     /// Read a stream without a group and mark entries that break their
     /// contract. Never acks.

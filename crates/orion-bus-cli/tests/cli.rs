@@ -460,6 +460,44 @@ fn serve_exposes_health_readiness_and_metrics_and_stops_on_sigterm() {
 }
 
 #[test]
+fn consume_with_metrics_serves_its_own_figures() {
+    let server = RedisServer::start().expect("redis");
+    let input: String = (0..3).map(|n| sample("alert", n) + "\n").collect();
+    let out = run(cmd(Some(&server)).args(["publish", "alert"]), &input);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let port = orion_bus_harness::free_port().expect("port");
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = cmd(Some(&server))
+        .args([
+            "consume",
+            "alert",
+            "--group",
+            "g",
+            "--consumer",
+            "c",
+            "--metrics",
+            "--http-addr",
+            &addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn consume");
+    let acked =
+        r#"orion_bus_acked_messages_total{stream="orion:alerts",contract="alert",group="g"} 3"#;
+    let start = Instant::now();
+    let mut metrics = String::new();
+    while start.elapsed() < Duration::from_secs(10) && !metrics.contains(acked) {
+        metrics = http_get(&addr, "/metrics").unwrap_or_default();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(metrics.contains(acked), "{metrics}");
+    terminate(child.id());
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
+}
+
+#[test]
 fn readyz_fails_when_redis_is_down() {
     let mut server = RedisServer::start().expect("redis");
     let port = orion_bus_harness::free_port().expect("port");

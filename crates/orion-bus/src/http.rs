@@ -79,6 +79,18 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     on_bound(listener.local_addr()?);
+    serve_on(listener, bus, shutdown).await
+}
+
+/// As [`serve`], on a listener the caller has bound.
+///
+/// # Errors
+/// When serving fails.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    bus: Bus,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router(bus))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await

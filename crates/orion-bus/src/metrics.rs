@@ -225,7 +225,7 @@ impl Metrics {
         let observed = Family::default();
         registry.register(
             "observed_messages",
-            "Entries the observer read, by outcome (valid or invalid)",
+            "Entries the observer read, by outcome (valid or invalid), and entries it missed (outcome missed: trimmed or deleted before it read them)",
             observed.clone(),
         );
         let observed_violations = Family::default();
@@ -445,6 +445,17 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Records `n` entries the observer missed (trimmed before it read them).
+    pub fn observed_missed(&self, contract: &str, n: u64) {
+        self.inner
+            .observed
+            .get_or_create(&ObservedLabels {
+                contract: contract.to_owned(),
+                outcome: "missed".to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// Handle on the busy-workers gauge.

@@ -4,7 +4,9 @@
 //! with plain `XREAD` (never a group, never an ack, so the Python bus is
 //! untouched), validates every entry, counts outcomes by contract and
 //! violations by the message's `source` field, and logs a summary
-//! periodically. It keeps nothing it reads: memory is constant, bounded by
+//! periodically. Entries trimmed (or deleted) before it could read them are
+//! counted as missed, from Redis 7's `entries-added` counter, so a gap in
+//! what it saw is never silent. It keeps nothing it reads: memory is constant, bounded by
 //! the number of contracts and of distinct sources (capped at
 //! [`MAX_SOURCES`] per contract; the rest are counted as `other`).
 
@@ -24,6 +26,9 @@ pub const MAX_SOURCES: usize = 64;
 /// Entries read per `XREAD`.
 const BATCH: usize = 500;
 
+/// How often the observer checks each stream for entries it missed.
+const MISSED_CHECK_EVERY: Duration = Duration::from_secs(5);
+
 /// Where the observer starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -41,6 +46,9 @@ pub struct ObserverReport {
     pub by_contract: BTreeMap<String, (u64, u64)>,
     /// `(contract, source) -> invalid entries`.
     pub violations_by_source: BTreeMap<(String, String), u64>,
+    /// `contract -> entries` trimmed or deleted before the observer read
+    /// them (counted only on Redis 7+, which reports `entries-added`).
+    pub missed: BTreeMap<String, u64>,
 }
 
 impl ObserverReport {
@@ -49,6 +57,48 @@ impl ObserverReport {
     pub fn total(&self) -> u64 {
         self.by_contract.values().map(|(v, i)| v + i).sum()
     }
+}
+
+/// Where the observer is in one stream, and what it has seen there.
+#[derive(Debug, Clone)]
+struct Position {
+    /// The last entry read (or the start point).
+    last_id: String,
+    /// `entries-added` before the first entry the observer could see.
+    base: u64,
+    /// Entries read since then.
+    seen: u64,
+    /// Missed entries already counted.
+    missed: u64,
+}
+
+/// `(entries-added, last-generated-id, length)` of a stream, read in one
+/// `XINFO STREAM` so the three agree; a missing stream is `(0, 0-0, 0)`.
+/// `None` for `entries-added` before Redis 7.
+async fn stream_counters(
+    conn: &mut redis::aio::ConnectionManager,
+    stream: &str,
+) -> redis::RedisResult<(Option<u64>, String, u64)> {
+    use crate::reply::{field, int, text};
+    let info: redis::Value = match redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(stream)
+        .query_async(conn)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) if e.to_string().contains("no such key") => {
+            return Ok((Some(0), "0-0".to_owned(), 0));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((
+        field(&info, "entries-added").and_then(int),
+        field(&info, "last-generated-id")
+            .and_then(text)
+            .unwrap_or_else(|| "0-0".to_owned()),
+        field(&info, "length").and_then(int).unwrap_or(0),
+    ))
 }
 
 /// A `source` value safe to use as a label: short, plain, and one of the
@@ -91,22 +141,35 @@ pub async fn run(
         .filter_map(|c| bus.stream_for(c.name()).ok().map(|s| s.to_string()))
         .collect();
     // "$" is re-read at every XREAD, which would skip entries added to one
-    // stream while another was being read: pin each start id instead.
-    let mut last_ids = Vec::with_capacity(streams.len());
+    // stream while another was being read: pin each start id instead. The
+    // same XINFO gives the count of entries added before that point.
+    let mut positions = Vec::with_capacity(streams.len());
     for s in &streams {
-        last_ids.push(match from {
-            ObserveFrom::Beginning => "0-0".to_owned(),
-            ObserveFrom::Now => loop {
-                match crate::inspect::last_id(&mut conn, s).await {
-                    Ok(id) => break id,
-                    Err(e) => {
-                        bus.metrics().redis_error(&e);
-                        tracing::warn!(stream = %s, error = %e, "observer start failed; retrying");
-                        if !backoff.wait(&shutdown).await {
-                            return Ok(ObserverReport::default());
-                        }
+        let (added, last_generated, length) = loop {
+            match stream_counters(&mut conn, s).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    bus.metrics().redis_error(&e);
+                    tracing::warn!(stream = %s, error = %e, "observer start failed; retrying");
+                    if !backoff.wait(&shutdown).await {
+                        return Ok(ObserverReport::default());
                     }
                 }
+            }
+        };
+        let added = added.unwrap_or(0);
+        positions.push(match from {
+            ObserveFrom::Beginning => Position {
+                last_id: "0-0".to_owned(),
+                base: added.saturating_sub(length),
+                seen: 0,
+                missed: 0,
+            },
+            ObserveFrom::Now => Position {
+                last_id: last_generated,
+                base: added,
+                seen: 0,
+                missed: 0,
             },
         });
     }
@@ -114,11 +177,24 @@ pub async fn run(
     let mut report = ObserverReport::default();
     let max_bytes = bus.options().max_message_bytes;
     let mut next_summary = tokio::time::Instant::now() + summary_every;
+    let mut next_check = tokio::time::Instant::now() + MISSED_CHECK_EVERY;
     tracing::info!(streams = ?streams, "observer started (no group, no acks)");
     loop {
         if tokio::time::Instant::now() >= next_summary {
             summarize(&report);
             next_summary = tokio::time::Instant::now() + summary_every;
+        }
+        if tokio::time::Instant::now() >= next_check {
+            check_missed(
+                bus,
+                &mut conn,
+                &streams,
+                &contracts,
+                &mut positions,
+                &mut report,
+            )
+            .await;
+            next_check = tokio::time::Instant::now() + MISSED_CHECK_EVERY;
         }
         let mut cmd = redis::cmd("XREAD");
         cmd.arg("COUNT")
@@ -126,7 +202,10 @@ pub async fn run(
             .arg("BLOCK")
             .arg(1000)
             .arg("STREAMS");
-        cmd.arg(&streams).arg(&last_ids);
+        cmd.arg(&streams);
+        for p in &positions {
+            cmd.arg(&p.last_id);
+        }
         let reply = tokio::select! {
             () = shutdown.cancelled() => break,
             r = cmd.query_async::<redis::Value>(&mut conn) => r,
@@ -184,17 +263,78 @@ pub async fn run(
                         .or_default() += 1;
                     tracing::debug!(stream = %read.stream, id = %entry.id, "observed a contract violation");
                 }
-                last_ids[idx] = entry.id;
+                positions[idx].last_id = entry.id;
+                positions[idx].seen += 1;
             }
         }
     }
+    check_missed(
+        bus,
+        &mut conn,
+        &streams,
+        &contracts,
+        &mut positions,
+        &mut report,
+    )
+    .await;
     summarize(&report);
     Ok(report)
+}
+
+/// Counts entries that were added to a stream but never read by the
+/// observer: trimmed by `MAXLEN` (or deleted) before it got to them. The
+/// count is exact when the observer has read up to the stream's last
+/// generated id; a stream it has not caught up with is checked next time.
+async fn check_missed(
+    bus: &Bus,
+    conn: &mut redis::aio::ConnectionManager,
+    streams: &[String],
+    contracts: &[std::sync::Arc<crate::contracts::Contract>],
+    positions: &mut [Position],
+    report: &mut ObserverReport,
+) {
+    for ((stream, contract), p) in streams.iter().zip(contracts).zip(positions.iter_mut()) {
+        let (added, last_generated) = match stream_counters(conn, stream).await {
+            Ok((Some(added), last, _)) => (added, last),
+            Ok((None, _, _)) => continue, // Redis before 7: no counter
+            Err(e) => {
+                bus.metrics().redis_error(&e);
+                tracing::warn!(stream = %stream, error = %e, "observer could not check for missed entries");
+                continue;
+            }
+        };
+        if added < p.base + p.seen {
+            // The stream was deleted and created again: start counting anew.
+            p.base = added;
+            p.seen = 0;
+            p.missed = 0;
+            continue;
+        }
+        if last_generated != p.last_id {
+            continue;
+        }
+        let missed = added - p.base - p.seen;
+        if missed > p.missed {
+            let new = missed - p.missed;
+            p.missed = missed;
+            bus.metrics().observed_missed(contract.name(), new);
+            *report.missed.entry(contract.name().to_owned()).or_default() += new;
+            tracing::warn!(
+                stream = %stream,
+                contract = contract.name(),
+                missed = new,
+                "observer missed entries: trimmed or deleted before it read them"
+            );
+        }
+    }
 }
 
 fn summarize(report: &ObserverReport) {
     for (contract, (valid, invalid)) in &report.by_contract {
         tracing::info!(contract, valid, invalid, "observer summary");
+    }
+    for (contract, missed) in &report.missed {
+        tracing::info!(contract, missed, "observer summary: entries missed");
     }
     for ((contract, source), n) in &report.violations_by_source {
         tracing::info!(

@@ -209,6 +209,56 @@ async fn the_observer_counts_every_entry_without_joining_a_group() {
 }
 
 #[tokio::test]
+async fn the_observer_counts_entries_trimmed_before_it_read_them() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let shutdown = CancellationToken::new();
+    let observer_bus = bus.clone();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        observer::run(
+            &observer_bus,
+            ObserveFrom::Now,
+            Duration::from_secs(60),
+            token,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // 50 entries in one transaction, trimmed to the last 10 as they go in:
+    // the observer, blocked in XREAD, can only ever see those 10.
+    let mut tx = redis::pipe();
+    tx.atomic();
+    for n in 0..50 {
+        tx.cmd("XADD")
+            .arg("orion:alerts")
+            .arg("MAXLEN")
+            .arg(10)
+            .arg("*")
+            .arg("data")
+            .arg(examples::alert(n).to_string())
+            .ignore();
+    }
+    tx.query_async::<()>(&mut raw).await.expect("MULTI");
+    let missed = r#"orion_bus_observed_messages_total{contract="alert",outcome="missed"}"#;
+    assert!(
+        common::eventually(Duration::from_secs(15), || {
+            let text = bus.metrics().encode();
+            async move { value(&text, missed) == Some(40.0) }
+        })
+        .await,
+        "{}",
+        bus.metrics().encode()
+    );
+    shutdown.cancel();
+    let report = task.await.expect("join").expect("observer");
+    assert_eq!(report.by_contract["alert"], (10, 0));
+    assert_eq!(report.missed["alert"], 40);
+    assert!(!report.missed.contains_key("command"), "{report:?}");
+}
+
+#[tokio::test]
 async fn status_shows_groups_and_replay_moves_them() {
     let server = common::server();
     let bus = common::bus(&server).await;
