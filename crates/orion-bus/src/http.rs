@@ -53,9 +53,12 @@ async fn metrics(State(bus): State<Bus>) -> impl IntoResponse {
         Ok(Ok(status)) => crate::status::publish_gauges(&bus, &status),
         Ok(Err(e)) => {
             bus.metrics().redis_error(&e);
-            tracing::warn!(error = %e, "reading stream status for /metrics failed");
+            tracing::warn!(stream = "(all)", error = %e, "reading stream status for /metrics failed");
         }
-        Err(_) => tracing::warn!("reading stream status for /metrics timed out"),
+        Err(_) => tracing::warn!(
+            stream = "(all)",
+            "reading stream status for /metrics timed out"
+        ),
     }
     (
         [(

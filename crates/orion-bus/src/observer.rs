@@ -217,7 +217,7 @@ pub async fn run(
             }
             Err(e) => {
                 bus.metrics().redis_error(&e);
-                tracing::warn!(error = %e, "observer XREAD failed; retrying");
+                tracing::warn!(stream = %streams.join(","), error = %e, "observer XREAD failed; retrying");
                 if !backoff.wait(&shutdown).await {
                     break;
                 }
@@ -227,7 +227,7 @@ pub async fn run(
         let parsed = match wire::parse_read_reply(reply) {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(error = %e, "unreadable XREAD reply");
+                tracing::error!(stream = %streams.join(","), error = %e, "unreadable XREAD reply");
                 continue;
             }
         };

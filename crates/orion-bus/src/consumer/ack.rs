@@ -47,10 +47,12 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack
                 }
                 Err(e) => {
                     shared.bus.metrics().redis_error(&e);
+                    let first = batch.first();
                     tracing::warn!(
+                        stream = %first.map_or("", |a| &*shared.sources[a.idx].stream),
                         group = %shared.group,
+                        id = %first.map_or("", |a| a.id.as_str()),
                         entries = batch.len(),
-                        first_id = %batch.first().map_or("", |a| a.id.as_str()),
                         error = %e,
                         "XACK failed; retrying"
                     );

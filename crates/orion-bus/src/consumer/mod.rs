@@ -593,6 +593,30 @@ struct Work {
 }
 
 impl Shared {
+    /// The stream keys of `picked` sources (all when `None`), for logs.
+    fn stream_names(&self, picked: Option<&[usize]>) -> String {
+        let names: Vec<&str> = match picked {
+            Some(p) => p.iter().map(|&i| &*self.sources[i].stream).collect(),
+            None => self.sources.iter().map(|s| &*s.stream).collect(),
+        };
+        names.join(",")
+    }
+
+    /// One warning per entry still in flight, naming it: at shutdown,
+    /// these are the entries left pending.
+    fn log_unacked(&self, what: &str) {
+        if let Ok(set) = self.in_flight_ids.lock() {
+            for (idx, id) in set.iter() {
+                tracing::warn!(
+                    stream = %self.sources[*idx].stream,
+                    group = %self.group,
+                    id = %id,
+                    "{what}; the entry stays pending"
+                );
+            }
+        }
+    }
+
     fn track(&self, idx: usize, id: &str) {
         if let Ok(mut set) = self.in_flight_ids.lock() {
             set.insert((idx, id.to_owned()));
@@ -817,7 +841,7 @@ impl Consumer {
             for (idx, entry) in entries {
                 let Some(slot) = permit.split(1) else {
                     // Cannot happen: reads never return more than the permits.
-                    tracing::error!(id = %entry.id, "read returned more entries than permits");
+                    tracing::error!(stream = %shared.sources[idx].stream, group = %shared.group, id = %entry.id, "read returned more entries than permits");
                     break;
                 };
                 shared.queue(
@@ -851,10 +875,12 @@ impl Consumer {
                     workers.shutdown().await;
                     abandoned = shared.stats.unfinished.load(Ordering::Acquire);
                     tracing::warn!(
+                        stream = %shared.stream_names(None),
                         group = %options.group,
                         abandoned,
                         "grace period ran out: abandoning handlers; their entries stay pending"
                     );
+                    shared.log_unacked("abandoned at shutdown");
                     break;
                 }
                 done = workers.join_next() => if done.is_none() { break },
@@ -866,7 +892,8 @@ impl Consumer {
         tokio::select! {
             _ = &mut acker => {}
             () = tokio::time::sleep_until(deadline) => {
-                tracing::warn!(group = %options.group, "grace period ran out while acking; un-acked entries stay pending");
+                tracing::warn!(stream = %shared.stream_names(None), group = %options.group, "grace period ran out while acking; un-acked entries stay pending");
+                shared.log_unacked("not acked at shutdown");
                 acker.abort();
             }
         }
@@ -1001,7 +1028,7 @@ impl Reader<'_> {
                     self.shared.bus.metrics().redis_error(&e);
                     if e.code() == Some("NOGROUP") {
                         // Stream or group deleted under us: recreate and go on.
-                        tracing::warn!(group = %self.shared.group, error = %e, "group missing; recreating");
+                        tracing::warn!(stream = %self.shared.stream_names(Some(picked)), group = %self.shared.group, error = %e, "group missing; recreating");
                         let mut c = self.shared.conn.clone();
                         for &i in picked {
                             let s = &self.shared.sources[i].stream;
@@ -1013,7 +1040,7 @@ impl Reader<'_> {
                             }
                         }
                     } else {
-                        tracing::warn!(group = %self.shared.group, error = %e, "XREADGROUP failed; backing off");
+                        tracing::warn!(stream = %self.shared.stream_names(Some(picked)), group = %self.shared.group, error = %e, "XREADGROUP failed; backing off");
                     }
                     tokio::time::sleep(self.backoff.next_delay()).await;
                 }
@@ -1038,7 +1065,7 @@ impl Reader<'_> {
         }
         if let Err(e) = cmd.query_async::<redis::Value>(conn).await {
             self.shared.bus.metrics().redis_error(&e);
-            tracing::warn!(group = %self.shared.group, error = %e, "XREAD failed; backing off");
+            tracing::warn!(stream = %self.shared.stream_names(None), group = %self.shared.group, error = %e, "XREAD failed; backing off");
             tokio::time::sleep(self.backoff.next_delay()).await;
         }
     }
@@ -1050,7 +1077,7 @@ impl Reader<'_> {
             Err(e) => {
                 // Nothing can be attributed to an id; the entries (if any)
                 // stay pending for redelivery rather than vanish.
-                tracing::error!(group = %self.shared.group, error = %e, "unreadable XREADGROUP reply");
+                tracing::error!(stream = %self.shared.stream_names(None), group = %self.shared.group, error = %e, "unreadable XREADGROUP reply");
                 return Vec::new();
             }
         };

@@ -85,7 +85,7 @@ async fn process<H: Handler>(
         .as_ref()
         .map(|i| idempotency_key(shared, idx, i, &entry.id, &message));
     if let Some(key) = &idem_key {
-        match claim_key(shared, key).await {
+        match claim_key(shared, key, &source.stream, &entry.id).await {
             KeyState::Claimed => {}
             KeyState::Done => {
                 tracing::debug!(stream = %source.stream, group = %shared.group, id = %entry.id, "duplicate: already handled; acking");
@@ -134,7 +134,7 @@ async fn process<H: Handler>(
             // The key is marked done before the ack: a crash in between
             // means a redelivery that is acked without a second handling.
             if let Some(key) = &idem_key {
-                mark_done(shared, key).await;
+                mark_done(shared, key, &source.stream, &id).await;
             }
             // If the acker is gone (grace ran out) the entry stays pending.
             let _ = acks.send(ack::Ack {
@@ -150,7 +150,7 @@ async fn process<H: Handler>(
     };
     shared.stats.handler_errors.fetch_add(1, Ordering::AcqRel);
     if let Some(key) = &idem_key {
-        release_key(shared, key).await;
+        release_key(shared, key, &source.stream, &id).await;
     }
     let dead_letter_now = permanent
         || shared.options.on_error == ErrorPolicy::DeadLetter
@@ -228,7 +228,7 @@ const KEY_DONE: &str = "done";
 /// `SET key <consumer> NX PX claim_idle`: holds the key while handling.
 /// The hold expires like an unresponsive consumer's entries do. On a Redis
 /// error the delivery is handled anyway: twice is better than never.
-async fn claim_key(shared: &Shared, key: &str) -> KeyState {
+async fn claim_key(shared: &Shared, key: &str, stream: &str, id: &str) -> KeyState {
     let mut conn = shared.conn.clone();
     let hold = u64::try_from(shared.options.claim_idle.as_millis()).unwrap_or(u64::MAX);
     let result: redis::RedisResult<(Option<String>, Option<String>)> = redis::pipe()
@@ -249,14 +249,14 @@ async fn claim_key(shared: &Shared, key: &str) -> KeyState {
         Ok((None, None)) => KeyState::Claimed, // expired in between
         Err(e) => {
             shared.bus.metrics().redis_error(&e);
-            tracing::warn!(key, error = %e, "idempotency check failed; handling anyway");
+            tracing::warn!(stream, group = %shared.group, id, key, error = %e, "idempotency check failed; handling anyway");
             KeyState::Claimed
         }
     }
 }
 
 /// Records the key as handled, for the configured TTL.
-async fn mark_done(shared: &Shared, key: &str) {
+async fn mark_done(shared: &Shared, key: &str, stream: &str, id: &str) {
     let ttl = shared
         .options
         .idempotency
@@ -276,7 +276,7 @@ async fn mark_done(shared: &Shared, key: &str) {
             Ok(()) => return,
             Err(e) => {
                 shared.bus.metrics().redis_error(&e);
-                tracing::warn!(key, error = %e, "recording an idempotency key failed; retrying");
+                tracing::warn!(stream, group = %shared.group, id, key, error = %e, "recording an idempotency key failed; retrying");
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
@@ -284,7 +284,7 @@ async fn mark_done(shared: &Shared, key: &str) {
 }
 
 /// Frees the key after a failure, so a retry can handle the message.
-async fn release_key(shared: &Shared, key: &str) {
+async fn release_key(shared: &Shared, key: &str, stream: &str, id: &str) {
     let mut conn = shared.conn.clone();
     if let Err(e) = redis::cmd("DEL")
         .arg(key)
@@ -293,6 +293,6 @@ async fn release_key(shared: &Shared, key: &str) {
     {
         // The hold expires after claim_idle anyway.
         shared.bus.metrics().redis_error(&e);
-        tracing::warn!(key, error = %e, "releasing an idempotency key failed");
+        tracing::warn!(stream, group = %shared.group, id, key, error = %e, "releasing an idempotency key failed");
     }
 }
