@@ -68,9 +68,14 @@ pub async fn run(command: Command, settings: Settings) -> ExitCode {
             pipeline,
             publishers,
             contract,
+            sample,
             payload_bytes,
             json,
         } => {
+            let sample = match sample.map(|path| read_sample(&path)).transpose() {
+                Ok(s) => s,
+                Err(e) => return fail(EXIT_USAGE, e),
+            };
             let scenario = match scenario.parse() {
                 Ok(s) => s,
                 Err(e) => return fail(EXIT_USAGE, e),
@@ -82,11 +87,26 @@ pub async fn run(command: Command, settings: Settings) -> ExitCode {
             options.pipeline = pipeline;
             options.publishers = publishers;
             options.contract = contract;
+            options.sample = sample;
             options.payload_bytes = payload_bytes;
             options.consumer = settings.consumer.clone();
             bench(&settings, options, json).await
         }
     }
+}
+
+/// One JSON message from a file (`-` for standard input).
+fn read_sample(path: &str) -> Result<serde_json::Value, String> {
+    let text = if path == "-" {
+        let mut t = String::new();
+        std::io::stdin()
+            .read_to_string(&mut t)
+            .map_err(|e| format!("--sample -: {e}"))?;
+        t
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("--sample {path}: {e}"))?
+    };
+    serde_json::from_str(&text).map_err(|e| format!("--sample {path}: not one JSON message: {e}"))
 }
 
 fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
@@ -634,10 +654,19 @@ async fn bench(
     let progress: Arc<dyn Fn(&orion_bus::bench::Progress) + Send + Sync> =
         Arc::new(|p: &orion_bus::bench::Progress| eprintln!("{p}"));
     let shutdown = crate::signal::shutdown_token();
+    let registry = if settings.contracts_dir_given {
+        ContractRegistry::load_dir(&settings.contracts_dir, settings.contracts)
+    } else {
+        orion_bus::examples::registry(settings.contracts)
+    };
+    let registry = match registry {
+        Ok(r) => r,
+        Err(e) => return fail(EXIT_USAGE, e),
+    };
     let result = orion_bus::bench::run(
         redis,
         settings.bus.clone(),
-        settings.contracts,
+        registry,
         options,
         progress,
         shutdown,

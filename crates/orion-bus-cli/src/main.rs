@@ -210,9 +210,15 @@ enum Command {
         /// publish, 4 for e2e]
         #[arg(long)]
         publishers: Option<usize>,
-        /// Example contract to publish: sensor.reading, alert or command.
+        /// Contract to publish: an example one (sensor.reading, alert,
+        /// command), or, with --contracts-dir and --sample, any contract.
         #[arg(long, default_value = "sensor.reading")]
         contract: String,
+        /// A file (or - for stdin) holding one valid message of --contract,
+        /// published over and over with a timestamp written into one of
+        /// its free string fields. Required for a non-example contract.
+        #[arg(long, value_name = "FILE")]
+        sample: Option<String>,
         /// Encoded size of each message in bytes. [default: the sample's
         /// natural size]
         #[arg(long)]

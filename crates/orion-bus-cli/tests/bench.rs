@@ -192,3 +192,62 @@ fn bad_options_are_usage_errors() {
         );
     }
 }
+
+#[test]
+fn any_contract_can_be_benched_from_a_sample() {
+    let server = RedisServer::start().expect("redis-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("note.schema.json"),
+        r#"{"type": "object", "additionalProperties": false,
+            "required": ["version", "text"],
+            "properties": {"version": {"const": "1.0"}, "text": {"type": "string"}}}"#,
+    )
+    .expect("write schema");
+    let sample = dir.path().join("note.json");
+    std::fs::write(&sample, r#"{"version": "1.0", "text": "hello"}"#).expect("write sample");
+    let contracts = dir.path().to_string_lossy().into_owned();
+    let sample = sample.to_string_lossy().into_owned();
+    let r = report(&run(&[
+        "bench",
+        "e2e",
+        "--consumers",
+        "2",
+        "--duration",
+        "1s",
+        "--contracts-dir",
+        &contracts,
+        "--contract",
+        "note",
+        "--sample",
+        &sample,
+        "--payload-bytes",
+        "200",
+        "--redis-url",
+        &server.url(),
+        "--json",
+    ]));
+    assert_eq!(r["contract"], "note");
+    assert_eq!(r["payload_bytes"], 200);
+    assert!(number(&r, "messages") > 0.0, "{r}");
+    assert_eq!(r["acked"], r["messages"], "{r}");
+    assert!(number(&r, "p50_ms") > 0.0, "timestamps were read: {r}");
+
+    // Without a sample, a non-example contract is a usage error.
+    let out = run(&[
+        "bench",
+        "publish",
+        "--contracts-dir",
+        &contracts,
+        "--contract",
+        "note",
+        "--redis-url",
+        &server.url(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("give a sample"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -22,10 +22,12 @@
 //! the time it is called. Publisher and consumers run in this process, so
 //! both read the same monotonic clock.
 //!
-//! The timestamp lives in a field the example contract allows: `tags` of
-//! `sensor.reading`, `summary` of `alert`, `target` of `command`; padding
-//! in the same field brings every message to exactly `payload_bytes`
-//! encoded bytes.
+//! The timestamp lives in a field the contract allows: `tags` of
+//! `sensor.reading`, `summary` of `alert`, `target` of `command`, and for
+//! any other contract (given with a sample message) the first string field
+//! of the sample that still validates with the timestamp in it. Padding in
+//! the same field brings every message to exactly `payload_bytes` encoded
+//! bytes.
 //!
 //! Resource figures are the whole process's: CPU time (user + system,
 //! from `/proc/self/stat`) spent during the run, and peak resident memory
@@ -52,7 +54,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::{Bus, BusOptions, PublishError};
 use crate::connection::{ConnectError, RedisSettings};
 use crate::consumer::{ConsumeError, Consumer, ConsumerOptions, Delivery, HandlerError, StartId};
-use crate::contracts::{ContractError, ContractOptions};
+use crate::contracts::{Contract, ContractError, ContractRegistry};
 use crate::metrics::Metrics;
 use crate::wire::{self, JsonStyle};
 
@@ -127,9 +129,14 @@ pub struct BenchOptions {
     pub scenario: Scenario,
     /// How long to publish. Default 10 s.
     pub duration: Duration,
-    /// The example contract to publish (`sensor.reading`, `alert` or
-    /// `command`). Default `sensor.reading`.
+    /// The contract to publish. Default `sensor.reading`. An example
+    /// contract (`sensor.reading`, `alert`, `command`) brings its own
+    /// samples; any other needs [`Self::sample`].
     pub contract: String,
+    /// A valid message of `contract`, used for every published message
+    /// (with a timestamp written into one of its string fields). Required
+    /// for a contract that is not an example one.
+    pub sample: Option<Value>,
     /// Encoded size of every message, in bytes; `None` for the sample's
     /// natural size plus the timestamp.
     pub payload_bytes: Option<usize>,
@@ -159,6 +166,7 @@ impl BenchOptions {
             scenario,
             duration: Duration::from_secs(10),
             contract: "sensor.reading".to_owned(),
+            sample: None,
             payload_bytes: None,
             pipeline: None,
             publishers: None,
@@ -213,9 +221,9 @@ impl BenchOptions {
         if self.scenario == Scenario::Rate && !(1..=1_000_000).contains(&self.rate) {
             problems.push("rate must be between 1 and 1000000 messages per second".to_owned());
         }
-        if crate::examples::sample(&self.contract, 0).is_none() {
+        if self.sample.is_none() && crate::examples::sample(&self.contract, 0).is_none() {
             problems.push(format!(
-                "contract {:?} is not an example contract (sensor.reading, alert or command)",
+                "contract {:?} is not an example contract (sensor.reading, alert or command): give a sample message of it",
                 self.contract
             ));
         }
@@ -516,28 +524,52 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-/// Builds messages of one example contract, each carrying a timestamp and
+/// Builds messages of one contract, each carrying a timestamp and
 /// padded to one encoded size.
 #[derive(Debug)]
 struct Messages {
     contract: String,
+    /// Where the timestamp goes.
+    stamp: Stamp,
     /// `(sample, padding)` pairs, cycled through.
     templates: Vec<(Value, String)>,
     payload_bytes: usize,
 }
 
 impl Messages {
+    /// Messages of `contract`: from `sample` if given, else the example
+    /// contract's own samples.
     fn new(
-        contract: &str,
+        contract: &Contract,
+        sample: Option<&Value>,
         payload_bytes: Option<usize>,
         style: JsonStyle,
     ) -> Result<Self, BenchError> {
+        let name = contract.name();
+        let samples: Vec<Value> = match sample {
+            Some(s) => {
+                if let Err(v) = contract.validate(s) {
+                    return Err(BenchError::Options(format!(
+                        "the sample is not a valid {name} message: {v}"
+                    )));
+                }
+                vec![s.clone(); TEMPLATES as usize]
+            }
+            None => (0..TEMPLATES)
+                .map(|n| crate::examples::sample(name, n))
+                .collect::<Option<_>>()
+                .ok_or_else(|| BenchError::Options(format!("no sample for {name}")))?,
+        };
+        let stamp = Stamp::find(contract, &samples[0]).ok_or_else(|| {
+            BenchError::Options(format!(
+                "no string field of the {name} sample can carry the benchmark's timestamp \
+                 (one that still validates with `bench-<digits>-<padding>` in it)"
+            ))
+        })?;
         let mut templates = Vec::new();
         let mut natural = Vec::new();
-        for n in 0..TEMPLATES {
-            let sample = crate::examples::sample(contract, n)
-                .ok_or_else(|| BenchError::Options(format!("no sample for {contract}")))?;
-            let size = encoded_len(&stamp(contract, sample.clone(), 0, ""), style)?;
+        for sample in samples {
+            let size = encoded_len(&stamp.write(sample.clone(), 0, ""), style)?;
             natural.push(size);
             templates.push((sample, String::new()));
         }
@@ -545,30 +577,29 @@ impl Messages {
         let target = payload_bytes.unwrap_or(largest);
         if target < largest {
             return Err(BenchError::Options(format!(
-                "{contract} messages with a timestamp take at least {largest} bytes; --payload-bytes {target} is too small"
+                "{name} messages with a timestamp take at least {largest} bytes; --payload-bytes {target} is too small"
             )));
         }
         for ((sample, pad), size) in templates.iter_mut().zip(natural) {
             *pad = "x".repeat(target - size);
-            let check = encoded_len(&stamp(contract, sample.clone(), 0, pad), style)?;
+            let check = encoded_len(&stamp.write(sample.clone(), 0, pad), style)?;
             if check != target {
                 return Err(BenchError::Options(format!(
-                    "cannot pad {contract} messages to {target} bytes (got {check})"
+                    "cannot pad {name} messages to {target} bytes (got {check})"
                 )));
             }
         }
         // The padded messages must still be valid (e.g. alert summaries
         // have a length limit).
-        let registry = crate::examples::registry(ContractOptions::default())?;
-        let checked = registry.get(contract)?;
         let (sample, pad) = &templates[0];
-        if let Err(v) = checked.validate(&stamp(contract, sample.clone(), 0, pad)) {
+        if let Err(v) = contract.validate(&stamp.write(sample.clone(), 0, pad)) {
             return Err(BenchError::Options(format!(
-                "{contract} messages of {target} bytes break the contract: {v}"
+                "{name} messages of {target} bytes break the contract: {v}"
             )));
         }
         Ok(Self {
-            contract: contract.to_owned(),
+            contract: name.to_owned(),
+            stamp,
             templates,
             payload_bytes: target,
         })
@@ -577,7 +608,7 @@ impl Messages {
     /// Message `n`, stamped with `ns`.
     fn make(&self, n: u64, ns: u64) -> Value {
         let (sample, pad) = &self.templates[(n % TEMPLATES) as usize];
-        stamp(&self.contract, sample.clone(), ns, pad)
+        self.stamp.write(sample.clone(), ns, pad)
     }
 }
 
@@ -587,71 +618,119 @@ fn encoded_len(message: &Value, style: JsonStyle) -> Result<usize, BenchError> {
         .map_err(|e| BenchError::Task(e.to_string()))
 }
 
-/// Writes the timestamp (and padding) into the field the contract allows.
-fn stamp(contract: &str, mut message: Value, ns: u64, pad: &str) -> Value {
-    let ts = format!("{ns:0STAMP_WIDTH$}");
-    match contract {
-        "sensor.reading" => {
-            message["tags"] = json!({"room": "lab", "bench_t": ts, "pad": pad});
+/// Where a message carries the benchmark's timestamp: a string field,
+/// `{prefix}{digits}{sep}{padding}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    /// JSON Pointer to the string.
+    pointer: String,
+    prefix: &'static str,
+    sep: &'static str,
+    /// `sensor.reading`: the field is `tags.bench_t`, in a `tags` object
+    /// made for it (with the padding beside it).
+    tags: bool,
+}
+
+impl Stamp {
+    /// The known place for the example contracts; for any other, the
+    /// first string field of `sample` that still validates when it holds
+    /// a timestamp and some padding.
+    fn find(contract: &Contract, sample: &Value) -> Option<Self> {
+        let field = |pointer: &str, prefix, sep| Self {
+            pointer: pointer.to_owned(),
+            prefix,
+            sep,
+            tags: false,
+        };
+        match contract.name() {
+            "sensor.reading" => {
+                return Some(Self {
+                    pointer: "/tags/bench_t".to_owned(),
+                    prefix: "",
+                    sep: "",
+                    tags: true,
+                });
+            }
+            "alert" => return Some(field("/summary", "bench t=", " ")),
+            "command" => return Some(field("/target", "bench-", "-")),
+            _ => {}
         }
-        "alert" => message["summary"] = json!(format!("bench t={ts} {pad}")),
-        "command" => message["target"] = json!(format!("bench-{ts}-{pad}")),
+        let mut pointers = Vec::new();
+        string_pointers(sample, String::new(), &mut pointers);
+        pointers.into_iter().find_map(|pointer| {
+            let stamp = field(&pointer, "bench-", "-");
+            let probe = stamp.write(sample.clone(), u64::MAX, &"x".repeat(32));
+            contract.is_valid(&probe).then_some(stamp)
+        })
+    }
+
+    /// Writes the timestamp (and padding) into `message`.
+    fn write(&self, mut message: Value, ns: u64, pad: &str) -> Value {
+        let ts = format!("{ns:0STAMP_WIDTH$}");
+        if self.tags {
+            message["tags"] = json!({"room": "lab", "bench_t": ts, "pad": pad});
+        } else if let Some(slot) = message.pointer_mut(&self.pointer) {
+            *slot = Value::String(format!("{}{ts}{}{pad}", self.prefix, self.sep));
+        }
+        message
+    }
+
+    /// Overwrites the timestamp of a message made by [`Self::write`] in
+    /// place, without allocating: the publishers re-use their messages, so
+    /// the load generator's own cost stays out of the figures.
+    fn rewrite(&self, message: &mut Value, ns: u64) {
+        let Some(Value::String(field)) = message.pointer_mut(&self.pointer) else {
+            return;
+        };
+        let offset = self.prefix.len();
+        let mut digits = [b'0'; STAMP_WIDTH];
+        let mut rest = ns;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        if let (Ok(text), Some(_)) = (
+            std::str::from_utf8(&digits),
+            field.get(offset..offset + STAMP_WIDTH),
+        ) {
+            field.replace_range(offset..offset + STAMP_WIDTH, text);
+        }
+    }
+
+    /// Reads back the timestamp [`Self::write`] wrote.
+    fn read(&self, message: &Value) -> Option<u64> {
+        let digits = message
+            .pointer(&self.pointer)?
+            .as_str()?
+            .strip_prefix(self.prefix)?;
+        digits.get(..STAMP_WIDTH)?.parse().ok()
+    }
+}
+
+/// JSON Pointers of every string in `value`, in document order.
+fn string_pointers(value: &Value, at: String, out: &mut Vec<String>) {
+    let escape = |k: &str| k.replace('~', "~0").replace('/', "~1");
+    match value {
+        Value::String(_) => out.push(at),
+        Value::Object(map) => {
+            for (k, v) in map {
+                string_pointers(v, format!("{at}/{}", escape(k)), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                string_pointers(v, format!("{at}/{i}"), out);
+            }
+        }
         _ => {}
     }
-    message
-}
-
-/// Where [`stamp`] puts the timestamp: a JSON Pointer to a string field
-/// and the offset of the digits in it.
-fn stamp_location(contract: &str) -> Option<(&'static str, usize)> {
-    match contract {
-        "sensor.reading" => Some(("/tags/bench_t", 0)),
-        "alert" => Some(("/summary", "bench t=".len())),
-        "command" => Some(("/target", "bench-".len())),
-        _ => None,
-    }
-}
-
-/// Overwrites the timestamp of a message made by [`stamp`] in place,
-/// without allocating: the publishers re-use their messages, so the load
-/// generator's own cost stays out of the figures.
-fn restamp(contract: &str, message: &mut Value, ns: u64) {
-    let Some((pointer, offset)) = stamp_location(contract) else {
-        return;
-    };
-    let Some(Value::String(field)) = message.pointer_mut(pointer) else {
-        return;
-    };
-    let mut digits = [b'0'; STAMP_WIDTH];
-    let mut rest = ns;
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    if let (Ok(text), Some(_)) = (
-        std::str::from_utf8(&digits),
-        field.get(offset..offset + STAMP_WIDTH),
-    ) {
-        field.replace_range(offset..offset + STAMP_WIDTH, text);
-    }
-}
-
-/// Reads back the timestamp [`stamp`] wrote.
-fn read_stamp(contract: &str, message: &Value) -> Option<u64> {
-    let digits = match contract {
-        "sensor.reading" => message.get("tags")?.get("bench_t")?.as_str()?,
-        "alert" => message.get("summary")?.as_str()?.strip_prefix("bench t=")?,
-        "command" => message.get("target")?.as_str()?.strip_prefix("bench-")?,
-        _ => return None,
-    };
-    digits.get(..STAMP_WIDTH)?.parse().ok()
 }
 
 /// State shared by the publishers, the handler and the progress task.
 #[derive(Debug)]
 struct Shared {
     origin: Instant,
-    contract: String,
+    stamp: Stamp,
     published: AtomicU64,
     handled: AtomicU64,
     unstamped: AtomicU64,
@@ -666,7 +745,9 @@ impl Shared {
     }
 }
 
-/// Runs one bench against `redis`. `progress` is called about once a
+/// Runs one bench against `redis`, with `options.contract` from
+/// `registry` (the example contracts, or a user's set with a sample
+/// message in `options.sample`). `progress` is called about once a
 /// second; `shutdown` stops publishing early (what was measured is still
 /// reported).
 ///
@@ -675,7 +756,7 @@ impl Shared {
 pub async fn run(
     redis: RedisSettings,
     bus_options: BusOptions,
-    contract_options: ContractOptions,
+    registry: ContractRegistry,
     options: BenchOptions,
     progress: Arc<dyn Fn(&Progress) + Send + Sync>,
     shutdown: CancellationToken,
@@ -686,9 +767,9 @@ pub async fn run(
         .map_or(0, |d| d.as_millis());
     let prefix = format!("orion-bench-{run_id}");
     let json_style = bus_options.json_style;
-    let registry = crate::examples::registry(contract_options)?;
     let messages = Arc::new(Messages::new(
-        &options.contract,
+        registry.get(&options.contract)?,
+        options.sample.as_ref(),
         options.payload_bytes,
         json_style,
     )?);
@@ -701,7 +782,7 @@ pub async fn run(
     .max(options.pipeline() * options.publishers());
     let shared = Arc::new(Shared {
         origin: Instant::now(),
-        contract: options.contract.clone(),
+        stamp: messages.stamp.clone(),
         published: AtomicU64::new(0),
         handled: AtomicU64::new(0),
         unstamped: AtomicU64::new(0),
@@ -903,7 +984,7 @@ fn handler(
 ) -> impl Fn(Delivery) -> std::future::Ready<Result<(), HandlerError>> + Send + Sync + 'static {
     move |d: Delivery| {
         let now = shared.now_ns();
-        match read_stamp(&shared.contract, d.message()) {
+        match shared.stamp.read(d.message()) {
             Some(sent) => {
                 let latency = Duration::from_nanos(now.saturating_sub(sent));
                 if let Ok(mut h) = shared.latencies.lock() {
@@ -963,7 +1044,7 @@ async fn publish_flat_out(
                 let start = Instant::now();
                 let ns = shared.now_ns();
                 for message in &mut batch {
-                    restamp(&messages.contract, message, ns);
+                    messages.stamp.rewrite(message, ns);
                 }
                 if let [message] = batch.as_slice() {
                     bus.publish(&messages.contract, message).await?;
@@ -1119,6 +1200,7 @@ async fn cleanup(bus: &Bus, contract: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contracts::ContractOptions;
 
     #[test]
     fn scenarios_parse() {
@@ -1147,33 +1229,85 @@ mod tests {
     #[test]
     fn messages_are_padded_stamped_and_valid() {
         let registry = crate::examples::registry(ContractOptions::default()).expect("compiles");
-        for contract in ["sensor.reading", "alert", "command"] {
+        for name in ["sensor.reading", "alert", "command"] {
+            let contract = registry.get(name).expect("known");
             for style in [JsonStyle::Python, JsonStyle::Compact] {
-                let m = Messages::new(contract, Some(400), style).expect("400 bytes fit");
+                let m = Messages::new(contract, None, Some(400), style).expect("400 bytes fit");
                 for n in 0..TEMPLATES {
                     let ns = 1_234_567_890 + n;
                     let msg = m.make(n, ns);
-                    assert_eq!(
-                        encoded_len(&msg, style).expect("encodes"),
-                        400,
-                        "{contract}"
-                    );
-                    assert_eq!(read_stamp(contract, &msg), Some(ns), "{contract}");
+                    assert_eq!(encoded_len(&msg, style).expect("encodes"), 400, "{name}");
+                    assert_eq!(m.stamp.read(&msg), Some(ns), "{name}");
                     let mut again = msg.clone();
-                    restamp(contract, &mut again, u64::MAX);
-                    assert_eq!(read_stamp(contract, &again), Some(u64::MAX), "{contract}");
+                    m.stamp.rewrite(&mut again, u64::MAX);
+                    assert_eq!(m.stamp.read(&again), Some(u64::MAX), "{name}");
                     assert_eq!(encoded_len(&again, style).expect("encodes"), 400);
-                    registry
-                        .get(contract)
-                        .expect("known")
+                    contract
                         .validate(&msg)
-                        .unwrap_or_else(|v| panic!("{contract}: {v}"));
+                        .unwrap_or_else(|v| panic!("{name}: {v}"));
                 }
             }
         }
-        assert!(Messages::new("sensor.reading", Some(10), JsonStyle::Python).is_err());
+        let reading = registry.get("sensor.reading").expect("known");
+        assert!(Messages::new(reading, None, Some(10), JsonStyle::Python).is_err());
         // Alert summaries are limited to 500 characters.
-        assert!(Messages::new("alert", Some(4000), JsonStyle::Python).is_err());
+        let alert = registry.get("alert").expect("known");
+        assert!(Messages::new(alert, None, Some(4000), JsonStyle::Python).is_err());
+    }
+
+    #[test]
+    fn any_contract_with_a_sample_gets_its_timestamp_in_a_free_string() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("note.schema.json"),
+            r#"{"type": "object", "additionalProperties": false,
+                "required": ["version", "id", "text"],
+                "properties": {"version": {"const": "1.0"},
+                               "id": {"type": "string", "format": "uuid"},
+                               "text": {"type": "string", "minLength": 1}}}"#,
+        )
+        .expect("write");
+        let registry =
+            ContractRegistry::load_dir(dir.path(), ContractOptions::default()).expect("loads");
+        let note = registry.get("note").expect("known");
+        let sample =
+            json!({"version": "1.0", "id": "550e8400-e29b-41d4-a716-446655440000", "text": "hi"});
+        let m = Messages::new(note, Some(&sample), Some(300), JsonStyle::Python).expect("fits");
+        // `version` is a const and `id` a uuid: only `text` can carry it.
+        assert_eq!(m.stamp.pointer, "/text");
+        let msg = m.make(3, 42);
+        assert_eq!(m.stamp.read(&msg), Some(42));
+        assert_eq!(encoded_len(&msg, JsonStyle::Python).expect("encodes"), 300);
+        note.validate(&msg).expect("valid");
+        // A sample that breaks the contract is refused, with the reason.
+        let err = Messages::new(
+            note,
+            Some(&json!({"version": "1.0"})),
+            None,
+            JsonStyle::Python,
+        )
+        .expect_err("invalid sample")
+        .to_string();
+        assert!(err.contains("not a valid note message"), "{err}");
+        // No free string at all: said so.
+        let bare = json!({"text": "hi"});
+        std::fs::write(
+            dir.path().join("note.schema.json"),
+            r#"{"type": "object", "required": ["text"],
+                "properties": {"text": {"enum": ["hi"]}}}"#,
+        )
+        .expect("write");
+        let registry =
+            ContractRegistry::load_dir(dir.path(), ContractOptions::default()).expect("loads");
+        let err = Messages::new(
+            registry.get("note").expect("known"),
+            Some(&bare),
+            None,
+            JsonStyle::Python,
+        )
+        .expect_err("nowhere to stamp")
+        .to_string();
+        assert!(err.contains("can carry the benchmark's timestamp"), "{err}");
     }
 
     #[test]
