@@ -549,6 +549,58 @@ async fn shutdown_acks_finished_handlers_and_leaves_unfinished_ones_pending() {
 }
 
 #[tokio::test]
+async fn shutdown_keeps_its_deadline_when_redis_hangs() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    bus.publish_batch("alert", &(0..3).map(examples::alert).collect::<Vec<_>>())
+        .await
+        .expect("publish");
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let shutdown = CancellationToken::new();
+    let consumer = Consumer::new(
+        &bus,
+        ConsumerOptions::new("g", "c")
+            .contract("alert")
+            // Redelivery passes every 50 ms, so one is talking to Redis
+            // when it freezes.
+            .retry_backoff(Duration::from_millis(100), Duration::from_secs(1))
+            .claim_idle(Duration::from_millis(300))
+            .shutdown_grace(Duration::from_secs(1)),
+    )
+    .await
+    .expect("consumer");
+    let task = tokio::spawn(consumer.run(
+        move |_: Delivery| {
+            h.fetch_add(1, Ordering::SeqCst);
+            async { Ok(()) }
+        },
+        shutdown.clone(),
+    ));
+    assert!(
+        common::eventually(Duration::from_secs(5), || {
+            let n = handled.load(Ordering::SeqCst);
+            async move { n == 3 }
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Redis stops answering (commands time out after 5 s each).
+    server.pause();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = Instant::now();
+    shutdown.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(30), task).await;
+    let took = asked.elapsed();
+    server.resume();
+    result.expect("run returns").expect("join").expect("run");
+    assert!(
+        took < Duration::from_secs(4),
+        "a 1 s grace period, but shutdown took {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn shutdown_stops_reading_and_drains_in_flight_work() {
     let server = common::server();
     let bus = common::bus(&server).await;

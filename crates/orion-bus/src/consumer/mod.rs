@@ -887,7 +887,16 @@ impl Consumer {
             }
         }
         stop_heartbeat.cancel();
-        let _ = redeliverer.await;
+        // The redeliverer may be inside a Redis call (a dead Redis takes up
+        // to the command timeout per call): it gets what is left of the
+        // grace period, no more.
+        let mut redeliverer = redeliverer;
+        if tokio::time::timeout_at(deadline, &mut redeliverer)
+            .await
+            .is_err()
+        {
+            redeliverer.abort();
+        }
         let mut acker = acker;
         tokio::select! {
             _ = &mut acker => {}
