@@ -69,9 +69,27 @@ pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
+/// `now + d`, or about thirty years from now when `d` is too large to add
+/// (a setting of "forever" must not overflow the clock).
+#[must_use]
+pub fn deadline_after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_deadline_of_forever_does_not_overflow() {
+        let far = deadline_after(Duration::MAX);
+        assert!(far > tokio::time::Instant::now() + Duration::from_secs(3600 * 24 * 365));
+        let near = deadline_after(Duration::from_secs(1));
+        assert!(near <= tokio::time::Instant::now() + Duration::from_secs(1));
+    }
 
     #[test]
     fn grows_to_the_cap_and_resets() {

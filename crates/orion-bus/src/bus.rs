@@ -555,7 +555,11 @@ impl Bus {
         F: FnMut(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let deadline = self.inner.options.retry_budget.map(|b| Instant::now() + b);
+        let deadline = self
+            .inner
+            .options
+            .retry_budget
+            .and_then(|b| Instant::now().checked_add(b));
         let mut backoff = crate::backoff::Backoff::new(
             std::time::Duration::from_millis(20),
             std::time::Duration::from_secs(1),

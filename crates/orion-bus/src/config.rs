@@ -571,7 +571,17 @@ impl Resolver<'_> {
             return Duration::ZERO;
         };
         match humantime::parse_duration(&v) {
-            Ok(d) => d,
+            Ok(d) if d <= MAX_DURATION => d,
+            Ok(_) => {
+                self.problems.push(format!(
+                    "{}: {v:?} is too long; at most 365 days",
+                    Self::origin(key, src)
+                ));
+                Self::spec(key)
+                    .default
+                    .and_then(|d| humantime::parse_duration(d).ok())
+                    .unwrap_or(Duration::from_secs(1))
+            }
             Err(e) => {
                 self.problems.push(format!(
                     "{}: invalid duration {v:?} ({e}); write e.g. 500ms, 5s or 1m",
@@ -585,6 +595,10 @@ impl Resolver<'_> {
         }
     }
 }
+
+/// The longest duration a setting takes: long enough for any timeout or
+/// retention window, short enough that no clock arithmetic overflows.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -647,6 +661,7 @@ mod tests {
             ("json_style", "yaml", Source::Flag),
             ("redis_url", "http://nope", Source::Flag),
             ("log_format", "xml", Source::Flag),
+            ("shutdown_grace", "100000000years", Source::Flag),
         ]);
         let err = resolve(&g, Some(f.path())).expect_err("invalid");
         let text = err.to_string();
@@ -658,10 +673,11 @@ mod tests {
             "--json-style",
             "redis_url",
             "log_format",
+            "--shutdown-grace: \"100000000years\" is too long; at most 365 days",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }
-        assert_eq!(err.problems.len(), 7, "{text}");
+        assert_eq!(err.problems.len(), 8, "{text}");
     }
 
     #[test]

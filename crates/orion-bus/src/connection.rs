@@ -143,7 +143,8 @@ impl RedisSettings {
         &self,
         block: Duration,
     ) -> Result<ConnectionManager, ConnectError> {
-        self.connect_with(block + self.command_timeout).await
+        self.connect_with(block.saturating_add(self.command_timeout))
+            .await
     }
 
     async fn connect_with(

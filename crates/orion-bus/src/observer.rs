@@ -176,13 +176,13 @@ pub async fn run(
     let mut sources: Vec<HashSet<String>> = vec![HashSet::new(); streams.len()];
     let mut report = ObserverReport::default();
     let max_bytes = bus.options().max_message_bytes;
-    let mut next_summary = tokio::time::Instant::now() + summary_every;
+    let mut next_summary = crate::backoff::deadline_after(summary_every);
     let mut next_check = tokio::time::Instant::now() + MISSED_CHECK_EVERY;
     tracing::info!(streams = ?streams, "observer started (no group, no acks)");
     loop {
         if tokio::time::Instant::now() >= next_summary {
             summarize(&report);
-            next_summary = tokio::time::Instant::now() + summary_every;
+            next_summary = crate::backoff::deadline_after(summary_every);
         }
         if tokio::time::Instant::now() >= next_check {
             check_missed(

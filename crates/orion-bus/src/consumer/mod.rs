@@ -861,7 +861,7 @@ impl Consumer {
         // pending). The heartbeat goes on until then.
         stop_claiming.cancel();
         drop(work_tx);
-        let deadline = tokio::time::Instant::now() + options.shutdown_grace;
+        let deadline = crate::backoff::deadline_after(options.shutdown_grace);
         let drain_started = Instant::now();
         tracing::info!(
             unfinished = shared.stats.unfinished.load(Ordering::Acquire),
