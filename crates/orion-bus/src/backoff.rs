@@ -69,6 +69,22 @@ pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
+/// True for Redis failures that may go away by themselves: the connection
+/// (I/O, timeout, refused, dropped) or a server that is loading, failing
+/// over, out of memory or unable to persist. False for errors the same
+/// command will always get (wrong type, syntax, a script error).
+#[must_use]
+pub fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.code(),
+            Some("LOADING" | "BUSY" | "MASTERDOWN" | "TRYAGAIN" | "READONLY" | "OOM" | "MISCONF")
+        )
+}
+
 /// `now + d`, or about thirty years from now when `d` is too large to add
 /// (a setting of "forever" must not overflow the clock).
 #[must_use]

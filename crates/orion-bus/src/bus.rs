@@ -181,14 +181,7 @@ impl PublishError {
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Redis { source, .. } => {
-                source.is_io_error()
-                    || source.is_timeout()
-                    || source.is_connection_dropped()
-                    || source.is_connection_refusal()
-                    || matches!(source.kind(), redis::ErrorKind::Server(_))
-                        && source.code() == Some("LOADING")
-            }
+            Self::Redis { source, .. } => crate::backoff::is_transient(source),
             _ => false,
         }
     }
@@ -540,12 +533,22 @@ impl Bus {
     pub(crate) fn xadd(&self, p: &Prepared) -> redis::Cmd {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&*p.route.stream);
-        if self.inner.options.max_len > 0 && self.inner.options.retention == Retention::Approximate
-        {
-            cmd.arg("MAXLEN").arg("~").arg(self.inner.options.max_len);
+        if let Some(max_len) = self.approximate_max_len() {
+            cmd.arg("MAXLEN").arg("~").arg(max_len);
         }
         cmd.arg("*").arg(wire::DATA_FIELD).arg(&p.payload);
         cmd
+    }
+
+    /// The `MAXLEN ~` an `XADD` carries, if any.
+    pub(crate) fn approximate_max_len(&self) -> Option<u64> {
+        (self.inner.options.max_len > 0 && self.inner.options.retention == Retention::Approximate)
+            .then_some(self.inner.options.max_len)
+    }
+
+    /// A prepared message's stream key and payload.
+    pub(crate) fn parts(p: &Prepared) -> (&str, &[u8]) {
+        (&p.route.stream, &p.payload)
     }
 
     /// Runs a write; on a retryable failure retries with backoff while the

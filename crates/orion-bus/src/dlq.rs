@@ -124,10 +124,27 @@ pub struct RedriveReport {
     pub kept: Vec<(String, String)>,
 }
 
+/// Re-publishes a dead letter and removes it, atomically and only if the
+/// `XADD` succeeded (a `MULTI` would run the `XDEL` even after the `XADD`
+/// failed, e.g. on a key of the wrong type, and lose the letter).
+/// `KEYS`: the stream, the dead-letter stream. `ARGV`: the dead-letter id,
+/// the payload, then `MAXLEN ~ N` if the bus trims that way.
+const REDRIVE_SCRIPT: &str = r"
+local id
+if ARGV[3] then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+else
+  id = redis.call('XADD', KEYS[1], '*', 'data', ARGV[2])
+end
+redis.call('XDEL', KEYS[2], ARGV[1])
+return id
+";
+
 /// Re-validates each selected dead letter of `contract` and re-publishes it
 /// to its original stream, removing it from the dead-letter stream in the
-/// same `MULTI`. Entries that are missing, have no `data`, or still fail
-/// their contract are kept, with the reason.
+/// same atomic step (a script that deletes only after the `XADD` worked).
+/// Entries that are missing, have no `data`, or still fail their contract
+/// are kept, with the reason.
 ///
 /// # Errors
 /// Only when Redis fails for the whole operation; per-entry problems are in
@@ -165,14 +182,14 @@ pub async fn redrive(
                 continue;
             }
         };
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .add_command(bus.xadd(&prepared))
-            .cmd("XDEL")
-            .arg(&dlq)
-            .arg(id)
-            .ignore();
-        let (new_id,): (String,) = pipe.query_async(&mut conn).await.map_err(redis_err)?;
+        let (key, payload) = Bus::parts(&prepared);
+        let script = redis::Script::new(REDRIVE_SCRIPT);
+        let mut call = script.key(key);
+        call.key(&dlq).arg(id).arg(payload);
+        if let Some(max_len) = bus.approximate_max_len() {
+            call.arg(max_len);
+        }
+        let new_id: String = call.invoke_async(&mut conn).await.map_err(redis_err)?;
         tracing::info!(dlq = %dlq, dlq_id = %id, new_id = %new_id, "redriven");
         report.redriven.push((id.clone(), new_id));
     }

@@ -361,8 +361,20 @@ async fn poison_entries_are_dead_lettered_with_their_raw_payload_and_acked() {
         "poison is acked"
     );
 
-    let dead = common::entries(&mut raw, "orion:sensor.readings:dlq").await;
+    let mut dead = common::entries(&mut raw, "orion:sensor.readings:dlq").await;
     assert_eq!(dead.len(), 5);
+    // Workers write dead letters concurrently: match them by original id.
+    let original = |fields: &[(Vec<u8>, Vec<u8>)]| {
+        fields
+            .iter()
+            .find(|(k, _)| k.as_slice() == b"id")
+            .and_then(|(_, v)| {
+                poison_ids
+                    .iter()
+                    .position(|id| id.as_bytes() == v.as_slice())
+            })
+    };
+    dead.sort_by_key(|(_, fields)| original(fields));
     for (((_, fields), (field, value, reason)), original_id) in
         dead.iter().zip(&poison).zip(&poison_ids)
     {

@@ -282,6 +282,124 @@ async fn dead_letter_policy_and_permanent_errors_dead_letter_at_once() {
 }
 
 #[tokio::test]
+async fn an_entry_that_cannot_be_dead_lettered_stays_pending_until_it_can() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    // Another client has put a string where the dead letters go.
+    redis::cmd("SET")
+        .arg("orion:commands:dlq")
+        .arg("not a stream")
+        .query_async::<()>(&mut raw)
+        .await
+        .expect("SET");
+    let poison: String = redis::cmd("XADD")
+        .arg("orion:commands")
+        .arg("*")
+        .arg("data")
+        .arg("not json")
+        .query_async(&mut raw)
+        .await
+        .expect("XADD");
+    let consumer = Consumer::new(&bus, fast_retries("g", "c"))
+        .await
+        .expect("consumer");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer.run(
+        |_: Delivery| async { Ok::<(), HandlerError>(()) },
+        shutdown.clone(),
+    ));
+    // Tried (and retried) without being acked.
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            let m = bus.metrics().encode();
+            let errors = m
+                .lines()
+                .find_map(|l| l.strip_prefix("orion_bus_redis_errors_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            async move { errors >= 2.0 }
+        })
+        .await,
+        "{}",
+        bus.metrics().encode()
+    );
+    assert_eq!(
+        common::pending_ids(&mut raw, "orion:commands", "g").await,
+        vec![poison.clone()],
+        "not acked without its dead letter"
+    );
+    // Once the key is free again, the next try dead-letters and acks it.
+    redis::cmd("DEL")
+        .arg("orion:commands:dlq")
+        .query_async::<()>(&mut raw)
+        .await
+        .expect("DEL");
+    assert!(
+        common::eventually(Duration::from_secs(10), || {
+            let mut raw = raw.clone();
+            async move {
+                common::pending_ids(&mut raw, "orion:commands", "g")
+                    .await
+                    .is_empty()
+            }
+        })
+        .await,
+        "dead-lettered once possible"
+    );
+    assert_eq!(common::xlen(&mut raw, "orion:commands:dlq").await, 1);
+    shutdown.cancel();
+    let report = task.await.expect("join").expect("run");
+    assert_eq!(report.dead_lettered, 1, "{report:?}");
+}
+
+#[tokio::test]
+async fn a_redrive_that_cannot_publish_keeps_its_dead_letter() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let letter: String = redis::cmd("XADD")
+        .arg("orion:commands:dlq")
+        .arg("*")
+        .arg("stream")
+        .arg("orion:commands")
+        .arg("reason")
+        .arg("handler_error")
+        .arg("data")
+        .arg(examples::command(1).to_string())
+        .query_async(&mut raw)
+        .await
+        .expect("XADD");
+    redis::cmd("SET")
+        .arg("orion:commands")
+        .arg("not a stream")
+        .query_async::<()>(&mut raw)
+        .await
+        .expect("SET");
+    let err = orion_bus::dlq::redrive(&bus, "command", std::slice::from_ref(&letter))
+        .await
+        .expect_err("the stream key holds a string");
+    assert!(err.to_string().contains("WRONGTYPE"), "{err}");
+    assert_eq!(
+        common::xlen(&mut raw, "orion:commands:dlq").await,
+        1,
+        "the letter is kept"
+    );
+    // With the stream back, the same redrive moves it.
+    redis::cmd("DEL")
+        .arg("orion:commands")
+        .query_async::<()>(&mut raw)
+        .await
+        .expect("DEL");
+    let report = orion_bus::dlq::redrive(&bus, "command", std::slice::from_ref(&letter))
+        .await
+        .expect("redrive");
+    assert_eq!(report.redriven.len(), 1, "{report:?}");
+    assert_eq!(common::xlen(&mut raw, "orion:commands:dlq").await, 0);
+    assert_eq!(common::xlen(&mut raw, "orion:commands").await, 1);
+}
+
+#[tokio::test]
 async fn entries_of_a_dead_consumer_are_claimed_by_a_live_one() {
     let server = common::server();
     let bus = common::bus(&server).await;

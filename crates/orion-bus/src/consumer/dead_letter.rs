@@ -5,8 +5,12 @@
 //! non-UTF-8, invalid JSON, over the size limit, contract violation), when
 //! its handler failed permanently or under the dead-letter policy, or when
 //! it was delivered `max_deliveries` times. The copy, the ack and the
-//! removal of its failure record run in one `MULTI`/`EXEC`, so an entry is
-//! never acked without its dead letter, nor dead-lettered twice.
+//! removal of its failure record run in one script, which acks only after
+//! the copy was written: an entry is never acked without its dead letter,
+//! nor dead-lettered twice. (A `MULTI` would not do: Redis runs the rest of
+//! a transaction after a command in it fails, so a failed copy, e.g. on a
+//! key of the wrong type, would still be acked.) When the copy cannot be
+//! written at all, the entry stays pending, to be tried again.
 //!
 //! Dead-letter entry fields (all strings; see docs/DELIVERY.md):
 //! `stream`, `id`, `contract`, `group`, `consumer`, `deliveries`, `reason`
@@ -24,7 +28,7 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
 use super::Shared;
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, is_transient};
 use crate::wire::{DATA_FIELD, RawEntry};
 
 fn now() -> String {
@@ -66,9 +70,21 @@ pub(super) async fn record_failure(shared: &Shared, idx: usize, id: &str, error:
     }
 }
 
-/// Writes the dead letter and acks the entry, retrying Redis errors until
-/// it succeeds (or the consumer aborts the task at the end of its grace
-/// period, in which case the entry simply stays pending).
+/// `KEYS`: the stream, its dead-letter stream, its failure records.
+/// `ARGV`: the group, the entry id, its three failure-record fields, then
+/// the dead letter's field/value pairs.
+const DEAD_LETTER_SCRIPT: &str = r"
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[3], ARGV[4], ARGV[5])
+return 1
+";
+
+/// Writes the dead letter and acks the entry. Transient Redis errors are
+/// retried until it succeeds (or the consumer aborts the task at the end of
+/// its grace period); an error Redis will keep giving (the dead-letter key
+/// holds another type) is logged and leaves the entry pending. Either way
+/// nothing is acked that was not dead-lettered.
 pub(super) async fn write(
     shared: &Shared,
     idx: usize,
@@ -117,12 +133,13 @@ pub(super) async fn write(
         _ => error.to_owned(),
     };
 
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    let xadd = pipe
-        .cmd("XADD")
-        .arg(&source.dead_letters)
-        .arg("*")
+    let script = redis::Script::new(DEAD_LETTER_SCRIPT);
+    let mut call = script.key(&*source.stream);
+    call.key(&source.dead_letters)
+        .key(&source.failures)
+        .arg(&shared.group)
+        .arg(&entry.id)
+        .arg(&fields)
         .arg("stream")
         .arg(&*source.stream)
         .arg("id")
@@ -145,30 +162,20 @@ pub(super) async fn write(
         .arg(&last);
     if let Some(original) = &entry.fields {
         if let Ok(data) = entry.data() {
-            xadd.arg(DATA_FIELD).arg(data);
+            call.arg(DATA_FIELD).arg(data);
         } else {
             for (k, v) in original {
                 let mut name = b"field:".to_vec();
                 name.extend_from_slice(k);
-                xadd.arg(name).arg(v.as_slice());
+                call.arg(name).arg(v.as_slice());
             }
         }
     }
-    pipe.ignore()
-        .cmd("XACK")
-        .arg(&*source.stream)
-        .arg(&shared.group)
-        .arg(&entry.id)
-        .ignore()
-        .cmd("HDEL")
-        .arg(&source.failures)
-        .arg(&fields)
-        .ignore();
     let mut backoff = Backoff::redis();
     loop {
-        match pipe.query_async::<()>(&mut conn).await {
-            Ok(()) => break,
-            Err(e) => {
+        match call.invoke_async::<i64>(&mut conn).await {
+            Ok(_) => break,
+            Err(e) if is_transient(&e) => {
                 shared.bus.metrics().redis_error(&e);
                 tracing::warn!(
                     stream = %source.stream,
@@ -178,6 +185,18 @@ pub(super) async fn write(
                     "dead-lettering failed; retrying"
                 );
                 tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => {
+                shared.bus.metrics().redis_error(&e);
+                tracing::error!(
+                    stream = %source.stream,
+                    group = %shared.group,
+                    id = %entry.id,
+                    dead_letters = %source.dead_letters,
+                    error = %e,
+                    "cannot dead-letter this entry; it stays pending and will be tried again"
+                );
+                return;
             }
         }
     }
