@@ -703,6 +703,69 @@ async fn idempotent_groups_skip_keys_they_already_handled() {
 }
 
 #[tokio::test]
+async fn a_slow_handler_keeps_its_idempotency_key_past_claim_idle() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    // The same command twice; its handler takes over three claim_idle
+    // periods (600 ms), so the hold on its key must be kept alive.
+    let once = examples::command(1);
+    bus.publish("command", &once).await.expect("publish");
+    bus.publish("command", &once).await.expect("publish");
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = calls.clone();
+    let consumer = Consumer::new(
+        &bus,
+        fast_retries("g", "c")
+            .concurrency(2)
+            .idempotency(Idempotency::field("command_id")),
+    )
+    .await
+    .expect("consumer");
+    let report = run_until(
+        consumer,
+        move |_: Delivery| {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Ok::<(), HandlerError>(())
+            }
+        },
+        {
+            let raw = raw.clone();
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = done.clone();
+            tokio::spawn(async move {
+                let mut raw = raw;
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let pending = common::pending_ids(&mut raw, "orion:commands", "g").await;
+                    if pending.is_empty() {
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                }
+            });
+            move || done.load(std::sync::atomic::Ordering::SeqCst)
+        },
+    )
+    .await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "handled once: {report:?}"
+    );
+    assert_eq!(report.duplicates, 1, "{report:?}");
+    assert_eq!(report.dead_lettered, 0, "the duplicate waited: {report:?}");
+    assert_eq!(common::xlen(&mut raw, "orion:commands:dlq").await, 0);
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_redis_restart_mid_stream_loses_nothing_and_idempotency_makes_it_exactly_once() {
     let mut server =
         RedisServer::start_with(RedisServerOptions::default().appendonly(true)).expect("start");

@@ -572,6 +572,11 @@ struct Shared {
     /// Entries queued or being handled, by (source, id): the redeliverer
     /// must not claim them, and the heartbeat keeps them fresh.
     in_flight_ids: std::sync::Mutex<HashSet<(usize, String)>>,
+    /// Idempotency keys this consumer holds while handling their entries;
+    /// the heartbeat keeps the holds from expiring under a slow handler.
+    held_keys: std::sync::Mutex<HashSet<String>>,
+    /// Cancelled when the consumer starts shutting down.
+    stopping: CancellationToken,
     budget: Budget,
     conn: ConnectionManager,
     stats: Stats,
@@ -730,6 +735,8 @@ impl Consumer {
             max_message_bytes: bus.options().max_message_bytes,
             sources,
             in_flight_ids: std::sync::Mutex::default(),
+            held_keys: std::sync::Mutex::default(),
+            stopping: CancellationToken::new(),
             budget: Budget {
                 limit: options.limit,
                 reserved: AtomicU64::new(0),
@@ -860,6 +867,7 @@ impl Consumer {
         // grace period, then whatever is unfinished is abandoned (left
         // pending). The heartbeat goes on until then.
         stop_claiming.cancel();
+        shared.stopping.cancel();
         drop(work_tx);
         let deadline = crate::backoff::deadline_after(options.shutdown_grace);
         let drain_started = Instant::now();

@@ -388,8 +388,45 @@ async fn pass(
     .await
 }
 
-/// Resets the idle time of every entry this consumer is working on.
+/// Extends each hold on an idempotency key that this consumer still has.
+/// `KEYS`: the keys. `ARGV`: the consumer, the hold in milliseconds.
+const REFRESH_HOLDS_SCRIPT: &str = r"
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    n = n + 1
+  end
+end
+return n
+";
+
+/// Resets the idle time of every entry this consumer is working on, and
+/// extends its holds on their idempotency keys.
 async fn heartbeat(shared: &Shared, conn: &mut ConnectionManager) {
+    let held: Vec<String> = shared
+        .held_keys
+        .lock()
+        .map(|h| h.iter().cloned().collect())
+        .unwrap_or_default();
+    let hold = u64::try_from(shared.options.claim_idle.as_millis()).unwrap_or(u64::MAX);
+    for chunk in held.chunks(256) {
+        let script = redis::Script::new(REFRESH_HOLDS_SCRIPT);
+        let mut call = script.prepare_invoke();
+        for key in chunk {
+            call.key(key);
+        }
+        call.arg(&shared.consumer).arg(hold);
+        if let Err(e) = call.invoke_async::<i64>(conn).await {
+            shared.bus.metrics().redis_error(&e);
+            tracing::warn!(
+                stream = %shared.stream_names(None),
+                group = %shared.group,
+                error = %e,
+                "refreshing idempotency holds failed; a slow handler's key may be taken over"
+            );
+        }
+    }
     let tracked: Vec<(usize, String)> = match shared.in_flight_ids.lock() {
         Ok(set) => set.iter().cloned().collect(),
         Err(_) => return,

@@ -85,29 +85,35 @@ async fn process<H: Handler>(
         .as_ref()
         .map(|i| idempotency_key(shared, idx, i, &entry.id, &message));
     if let Some(key) = &idem_key {
-        match claim_key(shared, key, &source.stream, &entry.id).await {
-            KeyState::Claimed => {}
-            KeyState::Done => {
-                tracing::debug!(stream = %source.stream, group = %shared.group, id = %entry.id, "duplicate: already handled; acking");
-                shared.stats.duplicates.fetch_add(1, Ordering::AcqRel);
-                shared.budget.give_back(1);
-                let _ = acks.send(ack::Ack {
-                    idx,
-                    id: entry.id,
-                    permit,
-                    retried: deliveries > 1,
-                });
-                return;
+        let mut state = claim_key(shared, key, &source.stream, &entry.id).await;
+        while matches!(state, KeyState::Busy) {
+            // Another delivery with the same key is being handled right
+            // now. Wait for it here, the entry staying in flight (the
+            // heartbeat keeps it ours), rather than leave it pending: every
+            // redelivery would count toward max_deliveries.
+            tracing::debug!(stream = %source.stream, group = %shared.group, id = %entry.id, "same key in flight elsewhere; waiting for it");
+            let step = (shared.options.claim_idle / 3).max(std::time::Duration::from_millis(10));
+            tokio::select! {
+                () = shared.stopping.cancelled() => {
+                    shared.budget.give_back(1);
+                    shared.untrack(idx, &entry.id);
+                    return;
+                }
+                () = tokio::time::sleep(crate::backoff::jitter(step)) => {}
             }
-            KeyState::Busy => {
-                // Another delivery with the same key is being handled right
-                // now: leave this one pending; its redelivery will find the
-                // key done (and ack) or free (and handle it).
-                tracing::debug!(stream = %source.stream, group = %shared.group, id = %entry.id, "same key in flight elsewhere; retrying later");
-                shared.budget.give_back(1);
-                shared.untrack(idx, &entry.id);
-                return;
-            }
+            state = claim_key(shared, key, &source.stream, &entry.id).await;
+        }
+        if matches!(state, KeyState::Done) {
+            tracing::debug!(stream = %source.stream, group = %shared.group, id = %entry.id, "duplicate: already handled; acking");
+            shared.stats.duplicates.fetch_add(1, Ordering::AcqRel);
+            shared.budget.give_back(1);
+            let _ = acks.send(ack::Ack {
+                idx,
+                id: entry.id,
+                permit,
+                retried: deliveries > 1,
+            });
+            return;
         }
     }
     shared.stats.delivered.fetch_add(1, Ordering::AcqRel);
@@ -242,11 +248,17 @@ async fn claim_key(shared: &Shared, key: &str, stream: &str, id: &str) -> KeySta
         .arg(key)
         .query_async(&mut conn)
         .await;
+    let claimed = || {
+        if let Ok(mut held) = shared.held_keys.lock() {
+            held.insert(key.to_owned());
+        }
+        KeyState::Claimed
+    };
     match result {
-        Ok((Some(_), _)) => KeyState::Claimed,
+        Ok((Some(_), _)) => claimed(),
         Ok((None, Some(v))) if v == KEY_DONE => KeyState::Done,
         Ok((None, Some(_))) => KeyState::Busy,
-        Ok((None, None)) => KeyState::Claimed, // expired in between
+        Ok((None, None)) => claimed(), // expired in between
         Err(e) => {
             shared.bus.metrics().redis_error(&e);
             tracing::warn!(stream, group = %shared.group, id, key, error = %e, "idempotency check failed; handling anyway");
@@ -255,8 +267,24 @@ async fn claim_key(shared: &Shared, key: &str, stream: &str, id: &str) -> KeySta
     }
 }
 
+fn let_go(shared: &Shared, key: &str) {
+    if let Ok(mut held) = shared.held_keys.lock() {
+        held.remove(key);
+    }
+}
+
+/// Deletes a hold only if this consumer still has it (after an expiry,
+/// another consumer may).
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
 /// Records the key as handled, for the configured TTL.
 async fn mark_done(shared: &Shared, key: &str, stream: &str, id: &str) {
+    let_go(shared, key);
     let ttl = shared
         .options
         .idempotency
@@ -285,10 +313,12 @@ async fn mark_done(shared: &Shared, key: &str, stream: &str, id: &str) {
 
 /// Frees the key after a failure, so a retry can handle the message.
 async fn release_key(shared: &Shared, key: &str, stream: &str, id: &str) {
+    let_go(shared, key);
     let mut conn = shared.conn.clone();
-    if let Err(e) = redis::cmd("DEL")
-        .arg(key)
-        .query_async::<()>(&mut conn)
+    if let Err(e) = redis::Script::new(RELEASE_SCRIPT)
+        .key(key)
+        .arg(&shared.consumer)
+        .invoke_async::<i64>(&mut conn)
         .await
     {
         // The hold expires after claim_idle anyway.
