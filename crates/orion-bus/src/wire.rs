@@ -189,8 +189,11 @@ pub enum DecodeError {
     /// The entry has no `data` field.
     #[error("entry has no `data` field")]
     MissingData,
-    /// The entry was deleted (`XDEL`) while pending: Redis returns no fields.
-    #[error("entry was deleted from the stream while pending")]
+    /// The entry was deleted (trimmed or `XDEL`ed) while pending, before
+    /// it was handled: Redis has no fields for it any more.
+    #[error(
+        "entry was deleted from the stream (trimmed or XDEL) while pending, before it was handled; its payload is gone"
+    )]
     Deleted,
     /// The `data` field is not UTF-8.
     #[error("`data` is not valid UTF-8 (invalid byte at offset {valid_up_to})")]

@@ -400,6 +400,70 @@ async fn a_redrive_that_cannot_publish_keeps_its_dead_letter() {
 }
 
 #[tokio::test]
+async fn a_pending_entry_deleted_before_its_retry_is_dead_lettered_not_lost() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let id = bus
+        .publish("command", &examples::command(1))
+        .await
+        .expect("publish");
+    let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = tries.clone();
+    let consumer = Consumer::new(
+        &bus,
+        fast_retries("g", "c").retry_backoff(Duration::from_millis(500), Duration::from_secs(1)),
+    )
+    .await
+    .expect("consumer");
+    let (raw2, id2) = (raw.clone(), id.clone());
+    let report = run_until(
+        consumer,
+        move |_: Delivery| {
+            let n = t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (mut raw, id) = (raw2.clone(), id2.clone());
+            async move {
+                if n == 0 {
+                    // While this delivery fails, another client deletes
+                    // the entry; its retry will find nothing to claim.
+                    redis::cmd("XDEL")
+                        .arg("orion:commands")
+                        .arg(&id)
+                        .query_async::<()>(&mut raw)
+                        .await
+                        .expect("XDEL");
+                }
+                Err(HandlerError::retryable("not yet"))
+            }
+        },
+        {
+            let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = dead.clone();
+            let mut raw = raw.clone();
+            tokio::spawn(async move {
+                while common::xlen(&mut raw, "orion:commands:dlq").await == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            move || dead.load(std::sync::atomic::Ordering::SeqCst)
+        },
+    )
+    .await;
+    assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(report.dead_lettered, 1, "{report:?}");
+    let letters = common::entries(&mut raw, "orion:commands:dlq").await;
+    let (_, fields) = &letters[0];
+    assert_eq!(field(fields, "id"), id.as_bytes());
+    assert_eq!(field(fields, "reason"), b"deleted");
+    assert!(
+        common::pending_ids(&mut raw, "orion:commands", "g")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn entries_of_a_dead_consumer_are_claimed_by_a_live_one() {
     let server = common::server();
     let bus = common::bus(&server).await;

@@ -76,8 +76,12 @@ async fn xpending(
 }
 
 /// `XCLAIM`s `ids` for this consumer if still idle for `min_idle`; returns
-/// the entries actually claimed (deleted ones and ones grabbed by someone
-/// else in between are not).
+/// the entries actually claimed, plus, as entries without fields, those
+/// deleted from the stream while pending (trimmed or `XDEL`ed), so that
+/// they are dead-lettered as `deleted` rather than vanish: Redis 7 drops
+/// such ids from the pending list during `XCLAIM` without a word, older
+/// servers return them as nil. Ids grabbed by someone else in between are
+/// left out.
 async fn claim(
     shared: &Shared,
     conn: &mut ConnectionManager,
@@ -95,11 +99,35 @@ async fn claim(
         .arg(millis(min_idle))
         .arg(ids);
     let raw: redis::Value = cmd.query_async(conn).await?;
-    let entries = wire::parse_entries(raw).map_err(|e| {
+    let mut entries = wire::parse_entries(raw).map_err(|e| {
         redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "XCLAIM reply", e.0))
     })?;
-    // Pre-7 servers return deleted entries as nil: nothing to handle.
-    Ok(entries.into_iter().filter(|e| e.fields.is_some()).collect())
+    let missing: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !entries.iter().any(|e| e.id == *id))
+        .collect();
+    if !missing.is_empty() {
+        // Still in the stream: someone else claimed it (or acked it) in
+        // between. Gone from the stream: deleted before anyone handled it.
+        let mut pipe = redis::pipe();
+        for id in &missing {
+            pipe.cmd("XRANGE")
+                .arg(&*shared.sources[idx].stream)
+                .arg(*id)
+                .arg(*id);
+        }
+        let found: Vec<redis::Value> = pipe.query_async(conn).await?;
+        for (id, reply) in missing.into_iter().zip(found) {
+            if matches!(&reply, redis::Value::Array(rows) if rows.is_empty()) {
+                entries.push(RawEntry {
+                    id: id.to_owned(),
+                    fields: None,
+                });
+            }
+        }
+    }
+    Ok(entries)
 }
 
 fn millis(d: Duration) -> u64 {
@@ -147,6 +175,12 @@ async fn take_over(
                 .iter()
                 .find(|r| r.id == entry.id)
                 .map_or(max, |r| r.deliveries);
+            if entry.fields.is_none() {
+                let e = wire::DecodeError::Deleted;
+                dead_letter::write(shared, idx, &entry, e.reason(), &e.to_string(), deliveries)
+                    .await;
+                continue;
+            }
             let error =
                 format!("delivered {deliveries} times (max_deliveries {max}) without success");
             dead_letter::write(shared, idx, &entry, "max_deliveries", &error, deliveries).await;
