@@ -127,6 +127,9 @@ struct Inner {
     /// Loss already reported per (stream, group): (last-delivered id, count),
     /// so that repeated checks of the same gap count it once.
     loss_seen: std::sync::Mutex<std::collections::HashMap<(String, String), (String, u64)>>,
+    /// Per (stream, group) that has not read anything yet: how many
+    /// entries the stream had already lost when this process first saw it.
+    removed_baseline: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
 }
 
 impl Default for Metrics {
@@ -288,6 +291,7 @@ impl Metrics {
                 workers_capacity,
                 trimmed_unread,
                 loss_seen: std::sync::Mutex::default(),
+                removed_baseline: std::sync::Mutex::default(),
             }),
         }
     }
@@ -385,6 +389,20 @@ impl Metrics {
                 .inc_by(new);
         }
         new
+    }
+
+    /// For a group that has read nothing yet: how many of the `removed`
+    /// entries (added minus length) were removed while this process has
+    /// been watching it. The first call for a group records the baseline.
+    #[must_use]
+    pub fn removed_since_first_seen(&self, stream: &str, group: &str, removed: u64) -> u64 {
+        let Ok(mut base) = self.inner.removed_baseline.lock() else {
+            return 0;
+        };
+        let first = *base
+            .entry((stream.to_owned(), group.to_owned()))
+            .or_insert(removed);
+        removed.saturating_sub(first)
     }
 
     /// Sets a group's pending, lag and idle-consumer gauges.

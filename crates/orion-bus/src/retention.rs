@@ -161,7 +161,19 @@ pub async fn check_loss(
         if only_group.is_some_and(|g| g != group.name) {
             continue;
         }
-        let lost = state.lost_to(group);
+        let lost = if parse_id(&group.last_delivered) == Some((0, 0)) {
+            // Nothing read yet, so Redis has no position to compare with:
+            // whatever leaves the stream from now on, the group never had.
+            state.entries_added.map_or(0, |added| {
+                metrics.removed_since_first_seen(
+                    stream,
+                    &group.name,
+                    added.saturating_sub(state.length),
+                )
+            })
+        } else {
+            state.lost_to(group)
+        };
         if lost > 0 {
             let new = metrics.trimmed_unread(stream, &group.name, &group.last_delivered, lost);
             if new > 0 {
@@ -190,6 +202,19 @@ pub async fn trim_safely(
     hard_cap: u64,
 ) -> redis::RedisResult<()> {
     let state = StreamState::read(conn, stream).await?;
+    // Before anything is trimmed, note where groups that have read nothing
+    // stand, so that this trim's losses count for them.
+    if let Some(added) = state.entries_added {
+        for group in &state.groups {
+            if parse_id(&group.last_delivered) == Some((0, 0)) {
+                let _ = metrics.removed_since_first_seen(
+                    stream,
+                    &group.name,
+                    added.saturating_sub(state.length),
+                );
+            }
+        }
+    }
     let mut needed: Option<(u64, u64)> = None;
     for group in &state.groups {
         let Some((ms, seq)) = parse_id(&group.last_delivered) else {

@@ -180,6 +180,36 @@ async fn the_hard_cap_loses_unread_entries_and_says_so() {
 }
 
 #[tokio::test]
+async fn a_group_that_has_read_nothing_yet_still_has_its_losses_counted() {
+    let server = common::server();
+    let bus = common::bus_with(
+        &server,
+        BusOptions::default().retention(Retention::Safe { hard_cap: 100 }),
+    )
+    .await;
+    let mut raw = common::raw(&server).await;
+    // A group waiting at 0 (a module not started yet) on an empty stream.
+    redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(STREAM)
+        .arg("idle")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async::<()>(&mut raw)
+        .await
+        .expect("XGROUP CREATE");
+    publish_n(&bus, 0, 1000).await;
+    trigger_retention(&bus, 1000).await;
+    let len = common::xlen(&mut raw, STREAM).await;
+    assert!(len < 1001, "the hard cap trimmed, got {len}");
+    assert_eq!(
+        metric(&bus.metrics().encode(), "idle"),
+        1001 - len,
+        "every entry trimmed before the group's first read is counted"
+    );
+}
+
+#[tokio::test]
 async fn approximate_trimming_losses_are_detected() {
     let server = common::server();
     let bus = common::bus_with(&server, BusOptions::default().max_len(100)).await;
