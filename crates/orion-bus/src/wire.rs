@@ -7,8 +7,10 @@
 //!
 //! Encoding has two styles. [`JsonStyle::Python`] reproduces Python's
 //! `json.dumps` byte for byte (`", "` and `": "` separators, non-ASCII
-//! escaped as `\uXXXX`, Python's float repr), so a stream written by
-//! orion-bus is indistinguishable from one written by the Python bus.
+//! escaped as `\uXXXX`, DEL too, Python's float repr), so a stream written
+//! by orion-bus is indistinguishable from one written by the Python bus.
+//! The one exception: integers beyond 64 bits, which `serde_json` holds as
+//! floats, come out as floats (`1.8446744073709552e+19`).
 //! [`JsonStyle::Compact`] is smaller and faster. Readers accept any valid
 //! JSON either way.
 
@@ -112,10 +114,12 @@ impl serde_json::ser::Formatter for PythonFormatter {
         w: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
-        // ensure_ascii=True: every non-ASCII char becomes \uXXXX (UTF-16).
+        // ensure_ascii=True: every char outside ' '..='~' becomes \uXXXX
+        // (UTF-16). serde_json escapes the controls below ' ' already;
+        // DEL (0x7f) is ASCII but Python escapes it too.
         let mut start = 0;
         for (i, ch) in fragment.char_indices() {
-            if ch.is_ascii() {
+            if ch.is_ascii() && ch != '\x7f' {
                 continue;
             }
             w.write_all(&fragment.as_bytes()[start..i])?;
@@ -423,6 +427,9 @@ mod tests {
         );
         let emoji = encode(&json!("😀"), JsonStyle::Python).expect("enc");
         assert_eq!(emoji, br#""\ud83d\ude00""#);
+        // Controls and DEL: json.dumps({"a": "\x7f\x1f\t~"}).
+        let controls = encode(&json!({"a": "\u{7f}\u{1f}\t~"}), JsonStyle::Python).expect("enc");
+        assert_eq!(controls, br#"{"a": "\u007f\u001f\t~"}"#);
         assert_eq!(encode(&json!({}), JsonStyle::Python).expect("e"), b"{}");
         assert_eq!(encode(&json!([]), JsonStyle::Python).expect("e"), b"[]");
     }
