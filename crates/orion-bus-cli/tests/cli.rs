@@ -734,9 +734,10 @@ fn dead_letters_can_be_listed_shown_redriven_and_purged() {
 fn consume_accepts_delivery_flags() {
     let server = RedisServer::start().expect("redis");
     let msg = sample("command", 1);
+    let other = sample("command", 2);
     run(
         cmd(Some(&server)).args(["publish", "command"]),
-        &format!("{msg}\n{msg}\n"),
+        &format!("{msg}\n{msg}\n{other}\n"),
     );
     let out = run(
         cmd(Some(&server)).args([
@@ -747,7 +748,7 @@ fn consume_accepts_delivery_flags() {
             "--consumer",
             "c",
             "--count",
-            "1",
+            "2",
             "--on-error",
             "dead-letter",
             "--max-deliveries",
@@ -760,9 +761,19 @@ fn consume_accepts_delivery_flags() {
         "",
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Three entries, the second a duplicate of the first: two printed.
+    let printed: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let command_id =
+        |m: &str| serde_json::from_str::<serde_json::Value>(m).expect("json")["command_id"].clone();
     assert_eq!(
-        text(&out.stdout).lines().count(),
-        1,
+        printed
+            .iter()
+            .map(|p| p["data"]["command_id"].clone())
+            .collect::<Vec<_>>(),
+        vec![command_id(&msg), command_id(&other)],
         "the duplicate was skipped"
     );
     assert_eq!(

@@ -767,6 +767,85 @@ async fn idempotent_groups_skip_keys_they_already_handled() {
 }
 
 #[tokio::test]
+async fn idempotency_by_stream_id_skips_a_replayed_entry_but_not_an_equal_message() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    // Two entries with the same content: different stream ids.
+    let once = examples::command(1);
+    bus.publish("command", &once).await.expect("publish");
+    bus.publish("command", &once).await.expect("publish");
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Done when the group has had everything delivered and acked.
+    let watcher = raw.clone();
+    let caught_up = || {
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let mut raw = watcher.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let state = orion_bus::retention::StreamState::read(&mut raw, "orion:commands")
+                    .await
+                    .expect("XINFO");
+                if state
+                    .groups
+                    .first()
+                    .is_some_and(|g| g.lag == Some(0) && g.pending == 0)
+                {
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+            }
+        });
+        move || done.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let consume = || {
+        let calls = calls.clone();
+        let bus = bus.clone();
+        async move {
+            let consumer = Consumer::new(
+                &bus,
+                ConsumerOptions::new("g", "c")
+                    .contract("command")
+                    .idempotency(Idempotency::stream_id()),
+            )
+            .await
+            .expect("consumer");
+            (consumer, move |_: Delivery| {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { Ok::<(), HandlerError>(()) }
+            })
+        }
+    };
+    let (consumer, handler) = consume().await;
+    let first = run_until(consumer, handler, caught_up()).await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "keyed by id, not content"
+    );
+    assert_eq!(first.duplicates, 0);
+    // The group is moved back (a replay): both entries come again.
+    redis::cmd("XGROUP")
+        .arg("SETID")
+        .arg("orion:commands")
+        .arg("g")
+        .arg("0")
+        .query_async::<()>(&mut raw)
+        .await
+        .expect("SETID");
+    let (consumer, handler) = consume().await;
+    let again = run_until(consumer, handler, caught_up()).await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "not handled again"
+    );
+    assert_eq!(again.duplicates, 2, "{again:?}");
+}
+
+#[tokio::test]
 async fn a_slow_handler_keeps_its_idempotency_key_past_claim_idle() {
     let server = common::server();
     let bus = common::bus(&server).await;

@@ -137,11 +137,14 @@ fn millis(d: Duration) -> u64 {
 /// The wait before redelivering an entry delivered `deliveries` times.
 fn backoff_for(shared: &Shared, id: &str, deliveries: u64) -> Duration {
     let o = &shared.options;
+    backoff_delay(o.retry_backoff, o.retry_backoff_max, id, deliveries)
+}
+
+/// `first × 2^(deliveries-1)`, capped at `max`, times a jitter factor in
+/// [0.75, 1.25) that is fixed for each entry id.
+fn backoff_delay(first: Duration, max: Duration, id: &str, deliveries: u64) -> Duration {
     let doublings = u32::try_from(deliveries.saturating_sub(1).min(30)).unwrap_or(30);
-    let base = o
-        .retry_backoff
-        .saturating_mul(1u32 << doublings)
-        .min(o.retry_backoff_max);
+    let base = first.saturating_mul(1u32 << doublings).min(max);
     // Stable jitter per entry, so the threshold does not move between passes.
     let mut h = std::collections::hash_map::DefaultHasher::new();
     id.hash(&mut h);
@@ -491,5 +494,40 @@ async fn heartbeat(shared: &Shared, conn: &mut ConnectionManager) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_double_up_to_the_cap_with_stable_jitter() {
+        let (first, max) = (Duration::from_millis(100), Duration::from_secs(2));
+        let factor =
+            |id: &str| backoff_delay(first, max, id, 1).as_secs_f64() / first.as_secs_f64();
+        for id in ["1-0", "1700000000000-7", "x"] {
+            let f = factor(id);
+            assert!((0.75..1.25).contains(&f), "{id}: {f}");
+            for (deliveries, base_ms) in [
+                (1, 100),
+                (2, 200),
+                (3, 400),
+                (5, 1600),
+                (6, 2000),
+                (60, 2000),
+            ] {
+                let d = backoff_delay(first, max, id, deliveries);
+                let want = Duration::from_millis(base_ms).mul_f64(f);
+                let diff = d.abs_diff(want);
+                assert!(
+                    diff < Duration::from_micros(10),
+                    "{id} #{deliveries}: {d:?} vs {want:?}"
+                );
+                // The same entry gets the same wait every time.
+                assert_eq!(d, backoff_delay(first, max, id, deliveries));
+            }
+        }
+        assert_ne!(factor("1-0"), factor("2-0"), "entries are spread out");
     }
 }
