@@ -909,7 +909,7 @@ async fn a_slow_handler_keeps_its_idempotency_key_past_claim_idle() {
 }
 
 #[tokio::test]
-async fn a_redis_restart_mid_stream_loses_nothing_and_idempotency_makes_it_exactly_once() {
+async fn a_redis_restart_mid_stream_loses_nothing_and_handles_each_key_once() {
     let mut server =
         RedisServer::start_with(RedisServerOptions::default().appendonly(true)).expect("start");
     let bus = common::bus(&server).await;
@@ -997,9 +997,12 @@ async fn a_redis_restart_mid_stream_loses_nothing_and_idempotency_makes_it_exact
         *counts.entry(k).or_default() += 1;
     }
     let repeated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    // Idempotency is on, but a clean restart causes no redelivery anyway:
+    // what idempotency adds is shown by the duplicate, replay and slow
+    // handler tests above.
     assert!(
         repeated.is_empty(),
-        "with idempotency each key is handled exactly once: {repeated:?}"
+        "each key is handled once: {repeated:?}"
     );
     assert_eq!(counts.len(), total as usize);
     assert_eq!(common::xlen(&mut raw, "orion:commands:dlq").await, 0);
