@@ -231,18 +231,18 @@ async fn publish(settings: &Settings, contract: &str, file: &str) -> ExitCode {
             ),
         );
     }
-    let mut stdout = std::io::stdout().lock();
     for chunk in prepared.chunks(PUBLISH_CHUNK) {
         match bus.publish_prepared(chunk).await {
             Ok(ids) => {
+                let mut stdout = std::io::stdout().lock();
                 for id in ids {
                     let _ = writeln!(stdout, "{id}");
                 }
+                let _ = stdout.flush();
             }
             Err(e) => return fail(EXIT_FAILED, e),
         }
     }
-    let _ = stdout.flush();
     ExitCode::SUCCESS
 }
 

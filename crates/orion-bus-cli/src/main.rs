@@ -328,7 +328,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let code = runtime.block_on(commands::run(cli.command, settings));
+    // The command runs on a runtime worker, not on this thread: `block_on`
+    // polls its future here, and every hand-over between it and the tasks
+    // it spawns (reader, workers, acker) would wake another thread.
+    let code = runtime.block_on(async move {
+        tokio::spawn(commands::run(cli.command, settings))
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("orion-bus: the command failed: {e}");
+                ExitCode::from(EXIT_FAILED)
+            })
+    });
     // Do not wait for stray blocking reads: everything that matters was
     // drained and acked inside `run`.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
