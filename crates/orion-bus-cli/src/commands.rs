@@ -114,6 +114,16 @@ fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// The example contracts, or the `--contracts-dir` ones when it was given
+/// (`demo` and `bench` run on the examples by default).
+fn examples_unless_given(settings: &Settings) -> Result<ContractRegistry, ExitCode> {
+    if settings.contracts_dir_given {
+        load_contracts(settings)
+    } else {
+        orion_bus::examples::registry(settings.contracts).map_err(|e| fail(EXIT_USAGE, e))
+    }
+}
+
 fn load_contracts(settings: &Settings) -> Result<ContractRegistry, ExitCode> {
     ContractRegistry::load_dir(&settings.contracts_dir, settings.contracts)
         .map_err(|e| fail(EXIT_USAGE, e))
@@ -593,14 +603,9 @@ async fn demo(settings: &Settings, messages: u64) -> ExitCode {
             Err(e) => return fail(EXIT_FAILED, e),
         }
     }
-    let registry = if settings.contracts_dir_given {
-        ContractRegistry::load_dir(&settings.contracts_dir, settings.contracts)
-    } else {
-        orion_bus::examples::registry(settings.contracts)
-    };
-    let registry = match registry {
+    let registry = match examples_unless_given(settings) {
         Ok(r) => r,
-        Err(e) => return fail(EXIT_USAGE, e),
+        Err(code) => return code,
     };
     let options = settings.bus.clone().prefix(orion_bus::demo::DEMO_PREFIX);
     let bus = match Bus::connect(redis, registry, options, Metrics::new()).await {
@@ -654,14 +659,9 @@ async fn bench(
     let progress: Arc<dyn Fn(&orion_bus::bench::Progress) + Send + Sync> =
         Arc::new(|p: &orion_bus::bench::Progress| eprintln!("{p}"));
     let shutdown = crate::signal::shutdown_token();
-    let registry = if settings.contracts_dir_given {
-        ContractRegistry::load_dir(&settings.contracts_dir, settings.contracts)
-    } else {
-        orion_bus::examples::registry(settings.contracts)
-    };
-    let registry = match registry {
+    let registry = match examples_unless_given(settings) {
         Ok(r) => r,
-        Err(e) => return fail(EXIT_USAGE, e),
+        Err(code) => return code,
     };
     let result = orion_bus::bench::run(
         redis,

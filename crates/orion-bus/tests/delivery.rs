@@ -35,6 +35,36 @@ fn fast_retries(group: &str, consumer: &str) -> ConsumerOptions {
         .shutdown_grace(Duration::from_secs(2))
 }
 
+/// A `done` for [`run_until`] that turns true once `check` (run against
+/// Redis every 50 ms in a task of its own) does.
+fn redis_says<F, Fut>(raw: &redis::aio::ConnectionManager, check: F) -> impl Fn() -> bool
+where
+    F: Fn(redis::aio::ConnectionManager) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let raw = raw.clone();
+    tokio::spawn(async move {
+        while !check(raw.clone()).await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    move || done.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Every entry of `orion:commands` delivered to its (first) group and acked.
+async fn commands_caught_up(mut raw: redis::aio::ConnectionManager) -> bool {
+    let state = orion_bus::retention::StreamState::read(&mut raw, "orion:commands")
+        .await
+        .expect("XINFO");
+    state
+        .groups
+        .first()
+        .is_some_and(|g| g.lag == Some(0) && g.pending == 0)
+}
+
 async fn run_until<F>(
     consumer: Consumer,
     handler: F,
@@ -336,15 +366,7 @@ async fn an_entry_that_cannot_be_dead_lettered_stays_pending_until_it_can() {
         .await
         .expect("DEL");
     assert!(
-        common::eventually(Duration::from_secs(10), || {
-            let mut raw = raw.clone();
-            async move {
-                common::pending_ids(&mut raw, "orion:commands", "g")
-                    .await
-                    .is_empty()
-            }
-        })
-        .await,
+        common::all_acked_within(&raw, "orion:commands", "g", Duration::from_secs(10)).await,
         "dead-lettered once possible"
     );
     assert_eq!(common::xlen(&mut raw, "orion:commands:dlq").await, 1);
@@ -436,18 +458,9 @@ async fn a_pending_entry_deleted_before_its_retry_is_dead_lettered_not_lost() {
                 Err(HandlerError::retryable("not yet"))
             }
         },
-        {
-            let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = dead.clone();
-            let mut raw = raw.clone();
-            tokio::spawn(async move {
-                while common::xlen(&mut raw, "orion:commands:dlq").await == 0 {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            });
-            move || dead.load(std::sync::atomic::Ordering::SeqCst)
-        },
+        redis_says(&raw, |mut raw| async move {
+            common::xlen(&mut raw, "orion:commands:dlq").await > 0
+        }),
     )
     .await;
     assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), 1);
@@ -584,17 +597,7 @@ async fn slow_handlers_on_a_live_consumer_are_not_claimed() {
         shutdown.clone(),
     ));
     let mut raw = common::raw(&server).await;
-    assert!(
-        common::eventually(Duration::from_secs(10), || {
-            let mut raw = raw.clone();
-            async move {
-                common::pending_ids(&mut raw, "orion:commands", "g")
-                    .await
-                    .is_empty()
-            }
-        })
-        .await
-    );
+    assert!(common::all_acked_within(&raw, "orion:commands", "g", Duration::from_secs(10)).await);
     shutdown.cancel();
     let slow_report = slow_task.await.expect("join").expect("run");
     let other_report = other_task.await.expect("join").expect("run");
@@ -778,28 +781,7 @@ async fn idempotency_by_stream_id_skips_a_replayed_entry_but_not_an_equal_messag
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // Done when the group has had everything delivered and acked.
     let watcher = raw.clone();
-    let caught_up = || {
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = done.clone();
-        let mut raw = watcher.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                let state = orion_bus::retention::StreamState::read(&mut raw, "orion:commands")
-                    .await
-                    .expect("XINFO");
-                if state
-                    .groups
-                    .first()
-                    .is_some_and(|g| g.lag == Some(0) && g.pending == 0)
-                {
-                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                    return;
-                }
-            }
-        });
-        move || done.load(std::sync::atomic::Ordering::SeqCst)
-    };
+    let caught_up = || redis_says(&watcher, commands_caught_up);
     let consume = || {
         let calls = calls.clone();
         let bus = bus.clone();
@@ -874,23 +856,7 @@ async fn a_slow_handler_keeps_its_idempotency_key_past_claim_idle() {
                 Ok::<(), HandlerError>(())
             }
         },
-        {
-            let raw = raw.clone();
-            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = done.clone();
-            tokio::spawn(async move {
-                let mut raw = raw;
-                loop {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    let pending = common::pending_ids(&mut raw, "orion:commands", "g").await;
-                    if pending.is_empty() {
-                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                        return;
-                    }
-                }
-            });
-            move || done.load(std::sync::atomic::Ordering::SeqCst)
-        },
+        redis_says(&raw, commands_caught_up),
     )
     .await;
     assert_eq!(
@@ -978,15 +944,7 @@ async fn a_redis_restart_mid_stream_loses_nothing_and_handles_each_key_once() {
     }
     let mut raw = common::raw(&server).await;
     assert!(
-        common::eventually(Duration::from_secs(10), || {
-            let mut raw = raw.clone();
-            async move {
-                common::pending_ids(&mut raw, "orion:commands", "g")
-                    .await
-                    .is_empty()
-            }
-        })
-        .await,
+        common::all_acked_within(&raw, "orion:commands", "g", Duration::from_secs(10)).await,
         "everything acked"
     );
     shutdown.cancel();

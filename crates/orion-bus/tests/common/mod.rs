@@ -115,6 +115,21 @@ pub fn orion_contracts_dir() -> Option<PathBuf> {
     }
 }
 
+/// True once nothing is pending in `group` on `stream`, false if that
+/// does not happen within `timeout`.
+pub async fn all_acked_within(
+    raw: &ConnectionManager,
+    stream: &str,
+    group: &str,
+    timeout: Duration,
+) -> bool {
+    eventually(timeout, || {
+        let mut raw = raw.clone();
+        async move { pending_ids(&mut raw, stream, group).await.is_empty() }
+    })
+    .await
+}
+
 /// Polls `check` every 20 ms until it returns true or `timeout` passes.
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where
