@@ -405,6 +405,14 @@ impl Metrics {
         removed.saturating_sub(first)
     }
 
+    /// Forgets a group's [`Self::removed_since_first_seen`] baseline once it
+    /// has read something (a later replay to `0` starts a new one).
+    pub fn forget_removed_baseline(&self, stream: &str, group: &str) {
+        if let Ok(mut base) = self.inner.removed_baseline.lock() {
+            base.remove(&(stream.to_owned(), group.to_owned()));
+        }
+    }
+
     /// Sets a group's pending, lag and idle-consumer gauges.
     pub fn group_state(
         &self,

@@ -172,6 +172,7 @@ pub async fn check_loss(
                 )
             })
         } else {
+            metrics.forget_removed_baseline(stream, &group.name);
             state.lost_to(group)
         };
         if lost > 0 {

@@ -376,6 +376,36 @@ async fn an_entry_that_cannot_be_dead_lettered_stays_pending_until_it_can() {
 }
 
 #[tokio::test]
+async fn an_entry_with_thousands_of_fields_is_still_dead_lettered() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let raw = common::raw(&server).await;
+    // No `data` field, 5,000 others: more than a Lua script can unpack.
+    let mut xadd = redis::cmd("XADD");
+    xadd.arg("orion:commands").arg("*");
+    for n in 0..5000 {
+        xadd.arg(format!("f{n}")).arg(n);
+    }
+    let id: String = xadd.query_async(&mut raw.clone()).await.expect("XADD");
+    let consumer = Consumer::new(&bus, fast_retries("g", "c"))
+        .await
+        .expect("consumer");
+    let report = run_until(
+        consumer,
+        |_: Delivery| async { Ok::<(), HandlerError>(()) },
+        redis_says(&raw, commands_caught_up),
+    )
+    .await;
+    assert_eq!(report.dead_lettered, 1, "{report:?}");
+    let letters = common::entries(&mut raw.clone(), "orion:commands:dlq").await;
+    let (_, fields) = &letters[0];
+    assert_eq!(field(fields, "id"), id.as_bytes());
+    assert_eq!(field(fields, "reason"), b"missing_data");
+    assert_eq!(field(fields, "field:f0"), b"0");
+    assert_eq!(field(fields, "fields_left_out"), b"4000");
+}
+
+#[tokio::test]
 async fn a_redrive_that_cannot_publish_keeps_its_dead_letter() {
     let server = common::server();
     let bus = common::bus(&server).await;

@@ -72,13 +72,24 @@ pub(super) async fn record_failure(shared: &Shared, idx: usize, id: &str, error:
 
 /// `KEYS`: the stream, its dead-letter stream, its failure records.
 /// `ARGV`: the group, the entry id, its three failure-record fields, then
-/// the dead letter's field/value pairs.
+/// the dead letter's field/value pairs. Does nothing (returns 0) when the
+/// entry is no longer pending in the group: someone else dead-lettered or
+/// acked it, or this is the retry of a call that did run. So each entry
+/// gets one dead letter.
 const DEAD_LETTER_SCRIPT: &str = r"
+if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then
+  return 0
+end
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[3], ARGV[4], ARGV[5])
 return 1
 ";
+
+/// Original fields copied into a dead letter at most: Lua's `unpack` takes
+/// about 8,000 values, and a letter is for reading, not for replaying a
+/// field-less entry. The count of those left out is in `fields_left_out`.
+const MAX_COPIED_FIELDS: usize = 1000;
 
 /// Writes the dead letter and acks the entry. Transient Redis errors are
 /// retried until it succeeds (or the consumer aborts the task at the end of
@@ -164,17 +175,30 @@ pub(super) async fn write(
         if let Ok(data) = entry.data() {
             call.arg(DATA_FIELD).arg(data);
         } else {
-            for (k, v) in original {
+            for (k, v) in original.iter().take(MAX_COPIED_FIELDS) {
                 let mut name = b"field:".to_vec();
                 name.extend_from_slice(k);
                 call.arg(name).arg(v.as_slice());
+            }
+            if original.len() > MAX_COPIED_FIELDS {
+                call.arg("fields_left_out")
+                    .arg(original.len() - MAX_COPIED_FIELDS);
             }
         }
     }
     let mut backoff = Backoff::redis();
     loop {
         match call.invoke_async::<i64>(&mut conn).await {
-            Ok(_) => break,
+            Ok(1) => break,
+            Ok(_) => {
+                tracing::debug!(
+                    stream = %source.stream,
+                    group = %shared.group,
+                    id = %entry.id,
+                    "no longer pending: already dead-lettered or acked elsewhere"
+                );
+                return;
+            }
             Err(e) if is_transient(&e) => {
                 shared.bus.metrics().redis_error(&e);
                 tracing::warn!(

@@ -76,12 +76,13 @@ async fn xpending(
 }
 
 /// `XCLAIM`s `ids` for this consumer if still idle for `min_idle`; returns
-/// the entries actually claimed, plus, as entries without fields, those
-/// deleted from the stream while pending (trimmed or `XDEL`ed), so that
-/// they are dead-lettered as `deleted` rather than vanish: Redis 7 drops
-/// such ids from the pending list during `XCLAIM` without a word, older
-/// servers return them as nil. Ids grabbed by someone else in between are
-/// left out.
+/// the entries claimed, plus, as entries without fields, those deleted
+/// from the stream while pending (trimmed or `XDEL`ed), so that they are
+/// dead-lettered as `deleted` rather than vanish. They are found before
+/// the `XCLAIM`, which on Redis 7 drops such ids from the pending list
+/// without a word; they stay pending until their dead letter is written
+/// (once: the dead-letter script skips entries no longer pending). Ids
+/// grabbed by someone else in between are left out.
 async fn claim(
     shared: &Shared,
     conn: &mut ConnectionManager,
@@ -92,41 +93,44 @@ async fn claim(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut cmd = redis::cmd("XCLAIM");
-    cmd.arg(&*shared.sources[idx].stream)
-        .arg(&shared.group)
-        .arg(&shared.consumer)
-        .arg(millis(min_idle))
-        .arg(ids);
-    let raw: redis::Value = cmd.query_async(conn).await?;
-    let mut entries = wire::parse_entries(raw).map_err(|e| {
-        redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "XCLAIM reply", e.0))
-    })?;
-    let missing: Vec<&str> = ids
-        .iter()
-        .copied()
-        .filter(|id| !entries.iter().any(|e| e.id == *id))
-        .collect();
-    if !missing.is_empty() {
-        // Still in the stream: someone else claimed it (or acked it) in
-        // between. Gone from the stream: deleted before anyone handled it.
-        let mut pipe = redis::pipe();
-        for id in &missing {
-            pipe.cmd("XRANGE")
-                .arg(&*shared.sources[idx].stream)
-                .arg(*id)
-                .arg(*id);
+    let stream = &*shared.sources[idx].stream;
+    let mut pipe = redis::pipe();
+    for id in ids {
+        pipe.cmd("XRANGE").arg(stream).arg(*id).arg(*id);
+    }
+    let found: Vec<redis::Value> = pipe.query_async(conn).await?;
+    let (mut gone, mut present) = (Vec::new(), Vec::new());
+    for (id, reply) in ids.iter().copied().zip(found) {
+        if matches!(&reply, redis::Value::Array(rows) if rows.is_empty()) {
+            gone.push(RawEntry {
+                id: id.to_owned(),
+                fields: None,
+            });
+        } else {
+            present.push(id);
         }
-        let found: Vec<redis::Value> = pipe.query_async(conn).await?;
-        for (id, reply) in missing.into_iter().zip(found) {
-            if matches!(&reply, redis::Value::Array(rows) if rows.is_empty()) {
-                entries.push(RawEntry {
-                    id: id.to_owned(),
-                    fields: None,
-                });
+    }
+    let mut entries = Vec::new();
+    if !present.is_empty() {
+        let mut cmd = redis::cmd("XCLAIM");
+        cmd.arg(stream)
+            .arg(&shared.group)
+            .arg(&shared.consumer)
+            .arg(millis(min_idle))
+            .arg(&present);
+        let raw: redis::Value = cmd.query_async(conn).await?;
+        entries = wire::parse_entries(raw).map_err(|e| {
+            redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "XCLAIM reply", e.0))
+        })?;
+        // Deleted between the check and the claim: Redis 7 has dropped it
+        // from the pending list already; nothing left to dead-letter.
+        for id in present {
+            if !entries.iter().any(|e| e.id == id) {
+                tracing::debug!(stream, group = %shared.group, id, "not claimed: taken by another consumer, or deleted just now");
             }
         }
     }
+    entries.extend(gone);
     Ok(entries)
 }
 
