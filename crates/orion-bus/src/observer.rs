@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::bus::Bus;
+use crate::retention::StreamState;
 use crate::wire;
 
 /// Distinct `source` label values per contract before `other` is used.
@@ -72,35 +73,6 @@ struct Position {
     missed: u64,
 }
 
-/// `(entries-added, last-generated-id, length)` of a stream, read in one
-/// `XINFO STREAM` so the three agree; a missing stream is `(0, 0-0, 0)`.
-/// `None` for `entries-added` before Redis 7.
-async fn stream_counters(
-    conn: &mut redis::aio::ConnectionManager,
-    stream: &str,
-) -> redis::RedisResult<(Option<u64>, String, u64)> {
-    use crate::reply::{field, int, text};
-    let info: redis::Value = match redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(stream)
-        .query_async(conn)
-        .await
-    {
-        Ok(v) => v,
-        Err(e) if e.to_string().contains("no such key") => {
-            return Ok((Some(0), "0-0".to_owned(), 0));
-        }
-        Err(e) => return Err(e),
-    };
-    Ok((
-        field(&info, "entries-added").and_then(int),
-        field(&info, "last-generated-id")
-            .and_then(text)
-            .unwrap_or_else(|| "0-0".to_owned()),
-        field(&info, "length").and_then(int).unwrap_or(0),
-    ))
-}
-
 /// A `source` value safe to use as a label: short, plain, and one of the
 /// first [`MAX_SOURCES`] seen for the contract; anything else is `other`.
 fn source_label(value: Option<&serde_json::Value>, seen: &mut HashSet<String>) -> String {
@@ -145,9 +117,9 @@ pub async fn run(
     // same XINFO gives the count of entries added before that point.
     let mut positions = Vec::with_capacity(streams.len());
     for s in &streams {
-        let (added, last_generated, length) = loop {
-            match stream_counters(&mut conn, s).await {
-                Ok(c) => break c,
+        let state = loop {
+            match StreamState::read_without_groups(&mut conn, s).await {
+                Ok(state) => break state,
                 Err(e) => {
                     bus.metrics().redis_error(&e);
                     tracing::warn!(stream = %s, error = %e, "observer start failed; retrying");
@@ -157,16 +129,16 @@ pub async fn run(
                 }
             }
         };
-        let added = added.unwrap_or(0);
+        let added = state.entries_added.unwrap_or(0);
         positions.push(match from {
             ObserveFrom::Beginning => Position {
                 last_id: "0-0".to_owned(),
-                base: added.saturating_sub(length),
+                base: state.removed().unwrap_or(0),
                 seen: 0,
                 missed: 0,
             },
             ObserveFrom::Now => Position {
-                last_id: last_generated,
+                last_id: state.last_generated_id.unwrap_or_else(|| "0-0".to_owned()),
                 base: added,
                 seen: 0,
                 missed: 0,
@@ -294,9 +266,14 @@ async fn check_missed(
     report: &mut ObserverReport,
 ) {
     for ((stream, contract), p) in streams.iter().zip(contracts).zip(positions.iter_mut()) {
-        let (added, last_generated) = match stream_counters(conn, stream).await {
-            Ok((Some(added), last, _)) => (added, last),
-            Ok((None, _, _)) => continue, // Redis before 7: no counter
+        let (added, last_generated) = match StreamState::read_without_groups(conn, stream).await {
+            Ok(StreamState {
+                entries_added: Some(added),
+                last_generated_id,
+                ..
+            }) => (added, last_generated_id.unwrap_or_else(|| "0-0".to_owned())),
+            // No stream, or Redis before 7 (no counter): nothing to compare.
+            Ok(_) => continue,
             Err(e) => {
                 bus.metrics().redis_error(&e);
                 tracing::warn!(stream = %stream, error = %e, "observer could not check for missed entries");

@@ -56,7 +56,9 @@ pub struct StreamState {
     pub entries_added: Option<u64>,
     /// Id of the first entry, if any.
     pub first_id: Option<String>,
-    /// Each group.
+    /// The id the stream gave its newest entry, deleted or not.
+    pub last_generated_id: Option<String>,
+    /// Each group (left empty by [`Self::read_without_groups`]).
     pub groups: Vec<GroupState>,
 }
 
@@ -81,27 +83,16 @@ impl StreamState {
     /// # Errors
     /// Redis errors other than "no such key".
     pub async fn read(conn: &mut ConnectionManager, stream: &str) -> redis::RedisResult<Self> {
-        let info: Value = match redis::cmd("XINFO")
-            .arg("STREAM")
-            .arg(stream)
-            .query_async(conn)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) if e.to_string().contains("no such key") => return Ok(Self::default()),
-            Err(e) => return Err(e),
+        let Some(mut state) = Self::read_stream(conn, stream).await? else {
+            return Ok(Self::default());
         };
-        let first_id = field(&info, "first-entry").and_then(|e| match e {
-            Value::Array(parts) => parts.first().and_then(text),
-            _ => None,
-        });
         let groups: Value = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(stream)
             .query_async(conn)
             .await?;
-        let groups = match &groups {
-            Value::Array(items) => items
+        if let Value::Array(items) = &groups {
+            state.groups = items
                 .iter()
                 .map(|g| GroupState {
                     name: field(g, "name").and_then(text).unwrap_or_default(),
@@ -112,15 +103,56 @@ impl StreamState {
                     pending: field(g, "pending").and_then(int).unwrap_or(0),
                     lag: field(g, "lag").and_then(int),
                 })
-                .collect(),
-            _ => Vec::new(),
+                .collect();
+        }
+        Ok(state)
+    }
+
+    /// As [`Self::read`], with `XINFO STREAM` alone: the counters and ids,
+    /// no groups.
+    ///
+    /// # Errors
+    /// Redis errors other than "no such key".
+    pub async fn read_without_groups(
+        conn: &mut ConnectionManager,
+        stream: &str,
+    ) -> redis::RedisResult<Self> {
+        Ok(Self::read_stream(conn, stream).await?.unwrap_or_default())
+    }
+
+    /// `XINFO STREAM`; `None` when the stream does not exist.
+    async fn read_stream(
+        conn: &mut ConnectionManager,
+        stream: &str,
+    ) -> redis::RedisResult<Option<Self>> {
+        let info: Value = match redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(stream)
+            .query_async(conn)
+            .await
+        {
+            Ok(v) => v,
+            Err(e) if e.to_string().contains("no such key") => return Ok(None),
+            Err(e) => return Err(e),
         };
-        Ok(Self {
+        Ok(Some(Self {
             length: field(&info, "length").and_then(int).unwrap_or(0),
             entries_added: field(&info, "entries-added").and_then(int),
-            first_id,
-            groups,
-        })
+            first_id: field(&info, "first-entry").and_then(|e| match e {
+                Value::Array(parts) => parts.first().and_then(text),
+                _ => None,
+            }),
+            last_generated_id: field(&info, "last-generated-id").and_then(text),
+            groups: Vec::new(),
+        }))
+    }
+
+    /// Entries ever removed from the stream (trimmed or deleted): added
+    /// minus length. `None` before Redis 7.
+    #[must_use]
+    pub fn removed(&self) -> Option<u64> {
+        self.entries_added
+            .map(|added| added.saturating_sub(self.length))
     }
 
     /// Entries removed before `group` read them, if any.
@@ -164,12 +196,8 @@ pub async fn check_loss(
         let lost = if parse_id(&group.last_delivered) == Some((0, 0)) {
             // Nothing read yet, so Redis has no position to compare with:
             // whatever leaves the stream from now on, the group never had.
-            state.entries_added.map_or(0, |added| {
-                metrics.removed_since_first_seen(
-                    stream,
-                    &group.name,
-                    added.saturating_sub(state.length),
-                )
+            state.removed().map_or(0, |removed| {
+                metrics.removed_since_first_seen(stream, &group.name, removed)
             })
         } else {
             metrics.forget_removed_baseline(stream, &group.name);
@@ -205,14 +233,10 @@ pub async fn trim_safely(
     let state = StreamState::read(conn, stream).await?;
     // Before anything is trimmed, note where groups that have read nothing
     // stand, so that this trim's losses count for them.
-    if let Some(added) = state.entries_added {
+    if let Some(removed) = state.removed() {
         for group in &state.groups {
             if parse_id(&group.last_delivered) == Some((0, 0)) {
-                let _ = metrics.removed_since_first_seen(
-                    stream,
-                    &group.name,
-                    added.saturating_sub(state.length),
-                );
+                let _ = metrics.removed_since_first_seen(stream, &group.name, removed);
             }
         }
     }
@@ -269,6 +293,7 @@ mod tests {
             length: 5,
             entries_added: Some(20),
             first_id: Some("100-0".into()),
+            last_generated_id: None,
             groups: Vec::new(),
         };
         let behind = GroupState {
