@@ -7,6 +7,7 @@
 //! removal run in one `MULTI`/`EXEC`.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use redis::aio::ConnectionManager;
 use serde::Serialize;
@@ -129,7 +130,9 @@ pub struct RedriveReport {
 /// failed, e.g. on a key of the wrong type, and lose the letter).
 /// `KEYS`: the stream, the dead-letter stream. `ARGV`: the dead-letter id,
 /// the payload, then `MAXLEN ~ N` if the bus trims that way.
-const REDRIVE_SCRIPT: &str = r"
+static REDRIVE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local id
 if ARGV[3] then
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
@@ -138,7 +141,9 @@ else
 end
 redis.call('XDEL', KEYS[2], ARGV[1])
 return id
-";
+",
+    )
+});
 
 /// Re-validates each selected dead letter of `contract` and re-publishes it
 /// to its original stream, removing it from the dead-letter stream in the
@@ -183,8 +188,7 @@ pub async fn redrive(
             }
         };
         let (key, payload) = Bus::parts(&prepared);
-        let script = redis::Script::new(REDRIVE_SCRIPT);
-        let mut call = script.key(key);
+        let mut call = REDRIVE_SCRIPT.key(key);
         call.key(&dlq).arg(id).arg(payload);
         if let Some(max_len) = bus.approximate_max_len() {
             call.arg(max_len);

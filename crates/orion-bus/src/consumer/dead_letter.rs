@@ -24,6 +24,7 @@
 //! that the first failure time and the last error survive restarts and
 //! reach the dead letter whichever consumer writes it.
 
+use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
@@ -76,7 +77,9 @@ pub(super) async fn record_failure(shared: &Shared, idx: usize, id: &str, error:
 /// entry is no longer pending in the group: someone else dead-lettered or
 /// acked it, or this is the retry of a call that did run. So each entry
 /// gets one dead letter.
-const DEAD_LETTER_SCRIPT: &str = r"
+static DEAD_LETTER_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1) == 0 then
   return 0
 end
@@ -84,7 +87,9 @@ redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[3], ARGV[4], ARGV[5])
 return 1
-";
+",
+    )
+});
 
 /// Original fields copied into a dead letter at most: Lua's `unpack` takes
 /// about 8,000 values, and a letter is for reading, not for replaying a
@@ -144,8 +149,7 @@ pub(super) async fn write(
         _ => error.to_owned(),
     };
 
-    let script = redis::Script::new(DEAD_LETTER_SCRIPT);
-    let mut call = script.key(&*source.stream);
+    let mut call = DEAD_LETTER_SCRIPT.key(&*source.stream);
     call.key(&source.dead_letters)
         .key(&source.failures)
         .arg(&shared.group)

@@ -598,6 +598,12 @@ struct Work {
 }
 
 impl Shared {
+    /// How long a hold on an idempotency key lasts (`claim_idle`): set when
+    /// the key is claimed, renewed by the heartbeat.
+    fn key_hold_ms(&self) -> u64 {
+        u64::try_from(self.options.claim_idle.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// The stream keys of `picked` sources (all when `None`), for logs.
     fn stream_names(&self, picked: Option<&[usize]>) -> String {
         let names: Vec<&str> = match picked {

@@ -19,7 +19,7 @@
 //! never mistaken for a dead one.
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -431,7 +431,9 @@ async fn pass(
 
 /// Extends each hold on an idempotency key that this consumer still has.
 /// `KEYS`: the keys. `ARGV`: the consumer, the hold in milliseconds.
-const REFRESH_HOLDS_SCRIPT: &str = r"
+static REFRESH_HOLDS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 local n = 0
 for _, key in ipairs(KEYS) do
   if redis.call('GET', key) == ARGV[1] then
@@ -440,7 +442,9 @@ for _, key in ipairs(KEYS) do
   end
 end
 return n
-";
+",
+    )
+});
 
 /// Resets the idle time of every entry this consumer is working on, and
 /// extends its holds on their idempotency keys.
@@ -450,14 +454,12 @@ async fn heartbeat(shared: &Shared, conn: &mut ConnectionManager) {
         .lock()
         .map(|h| h.iter().cloned().collect())
         .unwrap_or_default();
-    let hold = u64::try_from(shared.options.claim_idle.as_millis()).unwrap_or(u64::MAX);
     for chunk in held.chunks(256) {
-        let script = redis::Script::new(REFRESH_HOLDS_SCRIPT);
-        let mut call = script.prepare_invoke();
+        let mut call = REFRESH_HOLDS_SCRIPT.prepare_invoke();
         for key in chunk {
             call.key(key);
         }
-        call.arg(&shared.consumer).arg(hold);
+        call.arg(&shared.consumer).arg(shared.key_hold_ms());
         if let Err(e) = call.invoke_async::<i64>(conn).await {
             shared.bus.metrics().redis_error(&e);
             tracing::warn!(

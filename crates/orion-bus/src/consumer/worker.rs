@@ -8,8 +8,8 @@
 //! goes on.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -236,14 +236,13 @@ const KEY_DONE: &str = "done";
 /// error the delivery is handled anyway: twice is better than never.
 async fn claim_key(shared: &Shared, key: &str, stream: &str, id: &str) -> KeyState {
     let mut conn = shared.conn.clone();
-    let hold = u64::try_from(shared.options.claim_idle.as_millis()).unwrap_or(u64::MAX);
     let result: redis::RedisResult<(Option<String>, Option<String>)> = redis::pipe()
         .cmd("SET")
         .arg(key)
         .arg(&shared.consumer)
         .arg("NX")
         .arg("PX")
-        .arg(hold)
+        .arg(shared.key_hold_ms())
         .cmd("GET")
         .arg(key)
         .query_async(&mut conn)
@@ -275,12 +274,16 @@ fn let_go(shared: &Shared, key: &str) {
 
 /// Deletes a hold only if this consumer still has it (after an expiry,
 /// another consumer may).
-const RELEASE_SCRIPT: &str = r"
+static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
-";
+",
+    )
+});
 
 /// Records the key as handled, for the configured TTL.
 async fn mark_done(shared: &Shared, key: &str, stream: &str, id: &str) {
@@ -315,7 +318,7 @@ async fn mark_done(shared: &Shared, key: &str, stream: &str, id: &str) {
 async fn release_key(shared: &Shared, key: &str, stream: &str, id: &str) {
     let_go(shared, key);
     let mut conn = shared.conn.clone();
-    if let Err(e) = redis::Script::new(RELEASE_SCRIPT)
+    if let Err(e) = RELEASE_SCRIPT
         .key(key)
         .arg(&shared.consumer)
         .invoke_async::<i64>(&mut conn)
