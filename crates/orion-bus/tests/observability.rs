@@ -125,24 +125,26 @@ async fn metrics_report_a_known_workload() {
     server_task.await.expect("join").expect("serve");
 }
 
+type ObserverTask =
+    tokio::task::JoinHandle<Result<observer::ObserverReport, orion_bus::connection::ConnectError>>;
+
+/// An observer from now on, in a task of its own, given time to start.
+async fn start_observer(bus: &orion_bus::Bus) -> (CancellationToken, ObserverTask) {
+    let shutdown = CancellationToken::new();
+    let (bus, token) = (bus.clone(), shutdown.clone());
+    let task = tokio::spawn(async move {
+        observer::run(&bus, ObserveFrom::Now, Duration::from_secs(60), token).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (shutdown, task)
+}
+
 #[tokio::test]
 async fn the_observer_counts_every_entry_without_joining_a_group() {
     let server = common::server();
     let bus = common::bus(&server).await;
     let mut raw = common::raw(&server).await;
-    let shutdown = CancellationToken::new();
-    let observer_bus = bus.clone();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        observer::run(
-            &observer_bus,
-            ObserveFrom::Now,
-            Duration::from_secs(60),
-            token,
-        )
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (shutdown, task) = start_observer(&bus).await;
     bus.publish_batch("alert", &(0..5).map(examples::alert).collect::<Vec<_>>())
         .await
         .expect("publish");
@@ -213,19 +215,7 @@ async fn the_observer_counts_entries_trimmed_before_it_read_them() {
     let server = common::server();
     let bus = common::bus(&server).await;
     let mut raw = common::raw(&server).await;
-    let shutdown = CancellationToken::new();
-    let observer_bus = bus.clone();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        observer::run(
-            &observer_bus,
-            ObserveFrom::Now,
-            Duration::from_secs(60),
-            token,
-        )
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (shutdown, task) = start_observer(&bus).await;
     // 50 entries in one transaction, trimmed to the last 10 as they go in:
     // the observer, blocked in XREAD, can only ever see those 10.
     let mut tx = redis::pipe();
