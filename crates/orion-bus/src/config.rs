@@ -570,29 +570,17 @@ impl Resolver<'_> {
         let Some((v, src)) = self.raw(key) else {
             return Duration::ZERO;
         };
-        match humantime::parse_duration(&v) {
-            Ok(d) if d <= MAX_DURATION => d,
-            Ok(_) => {
-                self.problems.push(format!(
-                    "{}: {v:?} is too long; at most 365 days",
-                    Self::origin(key, src)
-                ));
-                Self::spec(key)
-                    .default
-                    .and_then(|d| humantime::parse_duration(d).ok())
-                    .unwrap_or(Duration::from_secs(1))
-            }
-            Err(e) => {
-                self.problems.push(format!(
-                    "{}: invalid duration {v:?} ({e}); write e.g. 500ms, 5s or 1m",
-                    Self::origin(key, src)
-                ));
-                Self::spec(key)
-                    .default
-                    .and_then(|d| humantime::parse_duration(d).ok())
-                    .unwrap_or(Duration::from_secs(1))
-            }
-        }
+        let problem = match humantime::parse_duration(&v) {
+            Ok(d) if d <= MAX_DURATION => return d,
+            Ok(_) => format!("{v:?} is too long; at most 365 days"),
+            Err(e) => format!("invalid duration {v:?} ({e}); write e.g. 500ms, 5s or 1m"),
+        };
+        self.problems
+            .push(format!("{}: {problem}", Self::origin(key, src)));
+        Self::spec(key)
+            .default
+            .and_then(|d| humantime::parse_duration(d).ok())
+            .unwrap_or(Duration::from_secs(1))
     }
 }
 
