@@ -293,12 +293,19 @@ async fn consume(
     options.consumer = consumer;
     options.contracts = contracts;
     options.limit = count;
-    // One entry at a time: the output stays in delivery order, and when the
-    // output goes away only the entry being printed was read for nothing
-    // (each read counts toward max_deliveries).
-    options.concurrency = 1;
-    options.max_in_flight = 1;
-    options.read_count = 1;
+    // By default one entry at a time: the output stays in delivery order,
+    // and when the output goes away only the entry being printed was read
+    // for nothing (each read counts toward max_deliveries). Given values
+    // are honoured: more throughput, output no longer in order.
+    if !settings.explicit.contains("concurrency") {
+        options.concurrency = 1;
+    }
+    if !settings.explicit.contains("max_in_flight") {
+        options.max_in_flight = 1;
+    }
+    if !settings.explicit.contains("read_count") {
+        options.read_count = 1;
+    }
     let consumer = match Consumer::new(&bus, options).await {
         Ok(c) => c,
         Err(e) => return fail(EXIT_FAILED, e),

@@ -284,16 +284,20 @@ fn main() -> ExitCode {
         if let Some(default) = spec.default {
             help.push_str(&format!(" [default: {default}]"));
         }
-        cmd.arg(
-            Arg::new(spec.key)
-                .long(spec.flag())
-                .env(spec.env)
-                .hide_env_values(spec.key.contains("password"))
-                .value_name(spec.key.to_uppercase())
-                .help(help)
-                .global(true)
-                .help_heading("Settings"),
-        )
+        let arg = Arg::new(spec.key)
+            .long(spec.flag())
+            .env(spec.env)
+            .hide_env_values(spec.key.contains("password"))
+            .value_name(spec.key.to_uppercase())
+            .help(help)
+            .global(true)
+            .help_heading("Settings");
+        // Switches (default false) also work bare: `--wait-for-name`.
+        cmd.arg(if spec.default == Some("false") {
+            arg.num_args(0..=1).default_missing_value("true")
+        } else {
+            arg
+        })
     });
     let matches = command.get_matches();
     let cli = match Cli::from_arg_matches(&matches) {

@@ -207,6 +207,24 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Entries idle this long on another consumer are claimed (it is presumed dead)"
     ),
     spec!(
+        "stale_consumer_after",
+        "ORION_BUS_STALE_CONSUMER_AFTER",
+        Some("1h"),
+        "Consumers of the group idle this long with nothing pending are removed (XGROUP DELCONSUMER)"
+    ),
+    spec!(
+        "housekeeping_interval",
+        "ORION_BUS_HOUSEKEEPING_INTERVAL",
+        Some("5s"),
+        "How often a consumer checks for entries lost to trimming and removes stale consumers"
+    ),
+    spec!(
+        "wait_for_name",
+        "ORION_BUS_WAIT_FOR_NAME",
+        Some("false"),
+        "When another live process holds this consumer name, wait for its lease instead of failing"
+    ),
+    spec!(
         "idempotency_key",
         "ORION_BUS_IDEMPOTENCY_KEY",
         None,
@@ -290,6 +308,8 @@ pub struct Settings {
     pub bus: BusOptions,
     /// Consumer defaults (group, consumer and contracts left empty).
     pub consumer: ConsumerOptions,
+    /// The keys set by a flag, the environment or the file (not defaulted).
+    pub explicit: std::collections::BTreeSet<&'static str>,
     /// `serve` listen address.
     pub http_addr: SocketAddr,
     /// Log format.
@@ -383,7 +403,10 @@ pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigErr
         .on_error(r.parse("on_error", ErrorPolicy::Retry))
         .max_deliveries(r.positive("max_deliveries", 5) as u64)
         .retry_backoff(r.duration("retry_backoff"), r.duration("retry_backoff_max"))
-        .claim_idle(r.duration("claim_idle"));
+        .claim_idle(r.duration("claim_idle"))
+        .stale_consumer_after(r.duration("stale_consumer_after"))
+        .housekeeping_interval(r.duration("housekeeping_interval"))
+        .wait_for_name(r.parse("wait_for_name", false));
     let consumer = match r.opt_string("idempotency_key") {
         None => consumer,
         Some(key) => {
@@ -403,6 +426,14 @@ pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigErr
         r.problems
             .push("claim_idle: must be at least 100ms".to_owned());
     }
+    if consumer.stale_consumer_after < Duration::from_secs(1) {
+        r.problems
+            .push("stale_consumer_after: must be at least 1s".to_owned());
+    }
+    if consumer.housekeeping_interval < Duration::from_millis(10) {
+        r.problems
+            .push("housekeeping_interval: must be at least 10ms".to_owned());
+    }
     if consumer.block < Duration::from_millis(1) {
         r.problems.push("block: must be at least 1ms".to_owned());
     }
@@ -417,6 +448,11 @@ pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigErr
         }
     };
     let settings = Settings {
+        explicit: SETTINGS
+            .iter()
+            .map(|spec| spec.key)
+            .filter(|key| r.source(key) != Source::Default)
+            .collect(),
         redis_url_given: r.source("redis_url") != Source::Default,
         contracts_dir_given: r.source("contracts_dir") != Source::Default,
         contracts_dir: PathBuf::from(r.string("contracts_dir")),

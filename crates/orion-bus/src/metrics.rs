@@ -124,6 +124,9 @@ struct Inner {
     workers_busy: Gauge,
     workers_capacity: Gauge,
     trimmed_unread: Family<GroupLabels, Counter>,
+    group_recreated: Family<GroupLabels, Counter>,
+    stale_consumers_removed: Family<GroupLabels, Counter>,
+    claimed: Family<GroupLabels, Counter>,
     /// Loss already reported per (stream, group): (last-delivered id, count),
     /// so that repeated checks of the same gap count it once.
     loss_seen: std::sync::Mutex<std::collections::HashMap<(String, String), (String, u64)>>,
@@ -267,6 +270,24 @@ impl Metrics {
             "Entries removed by trimming before a group had read them (lost to that group)",
             trimmed_unread.clone(),
         );
+        let group_recreated = Family::default();
+        registry.register(
+            "group_recreated",
+            "Consumer groups that vanished (stream deleted, group destroyed, Redis restarted empty) and were recreated where the group last stood",
+            group_recreated.clone(),
+        );
+        let stale_consumers_removed = Family::default();
+        registry.register(
+            "stale_consumers_removed",
+            "Consumers idle longer than stale_consumer_after with nothing pending, removed with XGROUP DELCONSUMER",
+            stale_consumers_removed.clone(),
+        );
+        let claimed = Family::default();
+        registry.register(
+            "claimed_messages",
+            "Entries taken over (XCLAIM) from a consumer presumed dead",
+            claimed.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -290,6 +311,9 @@ impl Metrics {
                 workers_busy,
                 workers_capacity,
                 trimmed_unread,
+                group_recreated,
+                stale_consumers_removed,
+                claimed,
                 loss_seen: std::sync::Mutex::default(),
                 removed_baseline: std::sync::Mutex::default(),
             }),
@@ -357,6 +381,30 @@ impl Metrics {
         {
             self.inner.redis_reconnects.inc();
         }
+    }
+
+    /// Counts a consumer group recreated after it vanished.
+    pub fn group_recreated(&self, stream: &str, group: &str) {
+        self.inner
+            .group_recreated
+            .get_or_create(&group_labels(stream, group))
+            .inc();
+    }
+
+    /// Counts `n` stale consumers removed from a group.
+    pub fn stale_consumers_removed(&self, stream: &str, group: &str, n: u64) {
+        self.inner
+            .stale_consumers_removed
+            .get_or_create(&group_labels(stream, group))
+            .inc_by(n);
+    }
+
+    /// Counts `n` entries claimed from consumers presumed dead.
+    pub fn claimed(&self, stream: &str, group: &str, n: u64) {
+        self.inner
+            .claimed
+            .get_or_create(&group_labels(stream, group))
+            .inc_by(n);
     }
 
     /// Records that `lost` entries were trimmed before `group` read them
@@ -494,6 +542,13 @@ impl Metrics {
     #[must_use]
     pub fn workers_capacity(&self) -> Gauge {
         self.inner.workers_capacity.clone()
+    }
+}
+
+fn group_labels(stream: &str, group: &str) -> GroupLabels {
+    GroupLabels {
+        stream: stream.to_owned(),
+        group: group.to_owned(),
     }
 }
 

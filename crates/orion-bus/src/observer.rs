@@ -266,6 +266,12 @@ async fn check_missed(
     report: &mut ObserverReport,
 ) {
     for ((stream, contract), p) in streams.iter().zip(contracts).zip(positions.iter_mut()) {
+        // Every group on the stream (the Python bus's too): entries trimmed
+        // before the group read them are counted and logged per group.
+        if let Err(e) = crate::retention::check_loss(conn, bus.metrics(), stream, None).await {
+            bus.metrics().redis_error(&e);
+            tracing::warn!(stream = %stream, error = %e, "observer could not check groups for losses");
+        }
         let (added, last_generated) = match StreamState::read_without_groups(conn, stream).await {
             Ok(StreamState {
                 entries_added: Some(added),

@@ -52,6 +52,63 @@ pub struct GroupStatus {
     pub last_delivered: String,
     /// Consumers.
     pub consumers: Vec<ConsumerStatus>,
+    /// Stale consumers removed from the group lately (newest first, at
+    /// most 10), from `{stream}:removed-consumers`.
+    pub removed_consumers: Vec<RemovedConsumer>,
+}
+
+/// A stale consumer removed from a group (`XGROUP DELCONSUMER`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RemovedConsumer {
+    /// Consumer name.
+    pub name: String,
+    /// How long it had been idle, in milliseconds.
+    pub idle_ms: u64,
+    /// When it was removed (RFC 3339, UTC).
+    pub removed_at: String,
+    /// The consumer that removed it.
+    pub removed_by: String,
+}
+
+/// The last removals recorded for `stream`, newest first.
+async fn removed_consumers(
+    conn: &mut ConnectionManager,
+    stream: &str,
+) -> redis::RedisResult<Vec<(String, RemovedConsumer)>> {
+    let raw: Value = redis::cmd("XREVRANGE")
+        .arg(crate::consumer::removed_consumers_stream(stream))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(100)
+        .query_async(conn)
+        .await?;
+    let entries = wire::parse_entries(raw).unwrap_or_default();
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| {
+            let fields = e.fields.as_ref()?;
+            let get = |k: &str| {
+                fields
+                    .iter()
+                    .find(|(name, _)| name.as_slice() == k.as_bytes())
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            };
+            let at = wire::id_millis(&e.id).map_or_else(String::new, |ms| {
+                humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+                    .to_string()
+            });
+            Some((
+                get("group")?,
+                RemovedConsumer {
+                    name: get("consumer")?,
+                    idle_ms: get("idle_ms").and_then(|v| v.parse().ok()).unwrap_or(0),
+                    removed_at: at,
+                    removed_by: get("removed_by").unwrap_or_default(),
+                },
+            ))
+        })
+        .collect())
 }
 
 /// One consumer.
@@ -103,6 +160,7 @@ async fn stream_status(
     } else {
         None
     };
+    let removed = removed_consumers(conn, stream).await?;
     let mut groups = Vec::new();
     for g in &state.groups {
         let raw: Value = redis::cmd("XINFO")
@@ -128,6 +186,12 @@ async fn stream_status(
             lag: g.lag,
             last_delivered: g.last_delivered.clone(),
             consumers,
+            removed_consumers: removed
+                .iter()
+                .filter(|(group, _)| *group == g.name)
+                .map(|(_, r)| r.clone())
+                .take(10)
+                .collect(),
         });
     }
     let dead_letters: u64 = redis::cmd("XLEN")
@@ -196,6 +260,16 @@ pub fn render(status: &[StreamStatus]) -> String {
                     c.name,
                     c.pending,
                     Duration::from_millis(c.idle_ms)
+                );
+            }
+            for r in &g.removed_consumers {
+                let _ = writeln!(
+                    out,
+                    "    removed  {:<21} idle {:>9.1?}  at {}  by {}",
+                    r.name,
+                    Duration::from_millis(r.idle_ms),
+                    r.removed_at,
+                    r.removed_by
                 );
             }
         }

@@ -4,38 +4,42 @@
 //! times and delivery counts), never by process memory, so they hold across
 //! restarts and across consumers:
 //! - at start, the consumer's **own pending entries** (left by a crash or a
-//!   restart) are claimed back and handled before any new entry;
-//! - a **failed** entry of this consumer is redelivered once it has been
-//!   idle for its backoff (`retry_backoff * 2^(deliveries-1)`, capped, with
-//!   a stable ±25% jitter per entry);
+//!   restart) are claimed back and handled before any new entry, in
+//!   batches as in-flight slots free up;
+//! - while running, own pending entries that nothing is working on are
+//!   taken back: **failed** ones once idle for their backoff
+//!   (`retry_backoff * 2^(deliveries-1)`, capped, with a stable ±25% jitter
+//!   per entry), and **phantoms** (delivered by a read whose reply was
+//!   lost, e.g. to a timeout) at once;
 //! - an entry pending on **another** consumer for `claim_idle` is taken
 //!   over: that consumer is presumed dead;
 //! - an entry delivered `max_deliveries` times goes to the dead-letter
-//!   stream instead.
+//!   stream instead, and one deleted from the stream while pending goes
+//!   there with reason `deleted`.
 //!
-//! And the **heartbeat**: every `claim_idle / 3`, entries this consumer is
-//! still working on get their idle time reset (`XCLAIM ... JUSTID`, which
-//! does not count as a delivery), so a slow handler on a live consumer is
-//! never mistaken for a dead one.
+//! Each pass reads the pending entries list to its end, a page at a time
+//! (`XPENDING ... IDLE`), so no backlog hides an orphan. It takes
+//! in-flight slots like the reader does, but waits for them in the
+//! semaphore's FIFO queue, so a reader blocked in `XREADGROUP` (holding
+//! slots for entries it may not get) hands them over when its read
+//! returns: claims cannot be starved. The group's upkeep
+//! ([`super::group::housekeeping`]) runs from here too; the heartbeat has
+//! a thread of its own ([`super::heartbeat`]).
 
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{Shared, Work, dead_letter};
-use crate::retention;
+use super::{Shared, Work, dead_letter, group};
 use crate::wire::{self, RawEntry};
 
 /// Pending entries looked at per stream per pass.
 const PAGE: usize = 128;
-
-/// How often a consumer checks its streams for entries its group lost to
-/// trimming.
-const LOSS_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// One row of `XPENDING ... IDLE`.
 #[derive(Debug, Clone)]
@@ -156,10 +160,45 @@ fn backoff_delay(first: Duration, max: Duration, id: &str, deliveries: u64) -> D
     base.mul_f64(factor)
 }
 
-/// Claims `rows` (all of one stream, all eligible at `min_idle`): entries
-/// past `max_deliveries` are dead-lettered, the others queued for the
-/// workers as far as in-flight slots and the limit allow. With `wait`, it
-/// waits for slots (start-up); otherwise it takes only free ones.
+/// How long a periodic pass waits for a free in-flight slot before it
+/// leaves the rest for the next pass: the reader's blocking read returns
+/// (and frees its slots) within `block`.
+fn slot_wait(shared: &Shared) -> Duration {
+    shared.options.block + Duration::from_millis(250)
+}
+
+/// Up to `want` in-flight slots: waits (in FIFO order, at most `wait`,
+/// and never past `stop`) for the first, then takes what is free.
+async fn slots(
+    in_flight: &Arc<Semaphore>,
+    want: usize,
+    wait: Option<Duration>,
+    stop: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    let first = in_flight.clone().acquire_owned();
+    let mut permit = tokio::select! {
+        () = stop.cancelled() => return None,
+        p = async {
+            match wait {
+                Some(w) => tokio::time::timeout(w, first).await.ok()?.ok(),
+                None => first.await.ok(),
+            }
+        } => p?,
+    };
+    while permit.num_permits() < want {
+        match in_flight.clone().try_acquire_owned() {
+            Ok(p) => permit.merge(p),
+            Err(_) => break,
+        }
+    }
+    Some(permit)
+}
+
+/// Takes over `rows` (all of one stream, all eligible at `min_idle`):
+/// entries past `max_deliveries` are dead-lettered, the others claimed and
+/// queued for the workers in batches, as in-flight slots and the limit
+/// allow. Each batch waits for a slot up to `wait` (`None`: until `stop`).
+/// Returns false when it stopped early for want of a slot.
 #[allow(clippy::too_many_arguments)]
 async fn take_over(
     shared: &Shared,
@@ -169,8 +208,9 @@ async fn take_over(
     min_idle: Duration,
     queue: &mpsc::UnboundedSender<Work>,
     in_flight: &Arc<Semaphore>,
-    wait: Option<&CancellationToken>,
-) -> redis::RedisResult<()> {
+    wait: Option<Duration>,
+    stop: &CancellationToken,
+) -> redis::RedisResult<bool> {
     let max = shared.options.max_deliveries;
     let (exhausted, retry): (Vec<&PendingRow>, Vec<&PendingRow>) =
         rows.iter().partition(|r| r.deliveries >= max);
@@ -194,62 +234,70 @@ async fn take_over(
         }
     }
 
-    let mut permits = Vec::new();
-    for _ in &retry {
-        let permit = match wait {
-            Some(shutdown) => tokio::select! {
-                () = shutdown.cancelled() => None,
-                p = in_flight.clone().acquire_owned() => p.ok(),
-            },
-            None => in_flight.clone().try_acquire_owned().ok(),
+    let mut rest = retry.as_slice();
+    while !rest.is_empty() {
+        if shared.budget.exhausted() {
+            return Ok(true);
+        }
+        let Some(mut permit) = slots(in_flight, rest.len(), wait, stop).await else {
+            return Ok(false);
         };
-        match permit {
-            Some(p) => permits.push(p),
-            None => break,
+        let granted = shared.budget.take(permit.num_permits());
+        if granted == 0 {
+            return Ok(true);
         }
-    }
-    let granted = shared.budget.take(permits.len());
-    permits.truncate(granted);
-    let ids: Vec<&str> = retry.iter().take(granted).map(|r| r.id.as_str()).collect();
-    let entries = match claim(shared, conn, idx, min_idle, &ids).await {
-        Ok(e) => e,
-        Err(e) => {
-            shared.budget.give_back(granted);
-            return Err(e);
+        if granted < permit.num_permits() {
+            drop(permit.split(permit.num_permits() - granted));
         }
-    };
-    shared
-        .budget
-        .give_back(granted - entries.len().min(granted));
-    for entry in entries {
-        let Some(permit) = permits.pop() else { break };
-        let deliveries = retry
-            .iter()
-            .find(|r| r.id == entry.id)
-            .map_or(1, |r| r.deliveries)
-            + 1;
-        tracing::debug!(
-            stream = %shared.sources[idx].stream,
-            group = %shared.group,
-            id = %entry.id,
-            deliveries,
-            "redelivering"
-        );
-        shared.queue(
-            queue,
-            Work {
-                idx,
-                entry,
-                permit,
+        let (batch, later) = rest.split_at(granted.min(rest.len()));
+        rest = later;
+        let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
+        let entries = match claim(shared, conn, idx, min_idle, &ids).await {
+            Ok(e) => e,
+            Err(e) => {
+                shared.budget.give_back(granted);
+                return Err(e);
+            }
+        };
+        shared
+            .budget
+            .give_back(granted - entries.len().min(granted));
+        for entry in entries {
+            let Some(slot) = permit.split(1) else { break };
+            let row = batch.iter().find(|r| r.id == entry.id);
+            let deliveries = row.map_or(1, |r| r.deliveries) + 1;
+            if row.is_some_and(|r| r.owner != shared.consumer) {
+                shared.stats.claimed.fetch_add(1, Ordering::AcqRel);
+                shared
+                    .bus
+                    .metrics()
+                    .claimed(&shared.sources[idx].stream, &shared.group, 1);
+            }
+            tracing::debug!(
+                stream = %shared.sources[idx].stream,
+                group = %shared.group,
+                id = %entry.id,
                 deliveries,
-            },
-        );
+                "redelivering"
+            );
+            shared.queue(
+                queue,
+                Work {
+                    idx,
+                    entry,
+                    permit: slot,
+                    deliveries,
+                },
+            );
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
-/// At start: claim back and queue every entry pending on this consumer
-/// (dead-lettering those past `max_deliveries`), before any new read.
+/// At start: claims back and queues every entry pending on this consumer
+/// (dead-lettering those past `max_deliveries`), before any new read. It
+/// goes a page at a time and waits for slots as the workers free them,
+/// so it never needs more slots than exist.
 pub(super) async fn own_pending_first(
     shared: &Shared,
     queue: &mpsc::UnboundedSender<Work>,
@@ -258,12 +306,13 @@ pub(super) async fn own_pending_first(
 ) {
     let mut conn = shared.conn.clone();
     for idx in 0..shared.sources.len() {
+        let stream = &*shared.sources[idx].stream;
         let mut start = "-".to_owned();
+        let mut total = 0;
         loop {
             if shutdown.is_cancelled() || shared.budget.exhausted() {
                 return;
             }
-            let stream = &*shared.sources[idx].stream;
             let rows = match xpending(
                 &mut conn,
                 stream,
@@ -276,7 +325,8 @@ pub(super) async fn own_pending_first(
             {
                 Ok(rows) => rows,
                 Err(e) => {
-                    // The redeliverer will find them later; do not block start-up.
+                    // The periodic pass takes them back later; do not
+                    // block start-up.
                     shared.bus.metrics().redis_error(&e);
                     tracing::warn!(stream, group = %shared.group, error = %e, "reading own pending entries failed");
                     break;
@@ -284,17 +334,16 @@ pub(super) async fn own_pending_first(
             };
             let Some(last) = rows.last() else { break };
             start = format!("({}", last.id);
+            let full = rows.len() == PAGE;
             let rows: Vec<PendingRow> = rows
                 .into_iter()
                 .filter(|r| !shared.is_tracked(idx, &r.id))
                 .collect();
-            tracing::info!(
-                stream,
-                group = %shared.group,
-                entries = rows.len(),
-                "handling own pending entries first"
-            );
-            if let Err(e) = take_over(
+            if total == 0 && !rows.is_empty() {
+                tracing::info!(stream, group = %shared.group, "handling own pending entries first");
+            }
+            total += rows.len();
+            match take_over(
                 shared,
                 &mut conn,
                 idx,
@@ -302,70 +351,64 @@ pub(super) async fn own_pending_first(
                 Duration::ZERO,
                 queue,
                 in_flight,
-                Some(shutdown),
+                None,
+                shutdown,
             )
             .await
             {
-                shared.bus.metrics().redis_error(&e);
-                tracing::warn!(stream, group = %shared.group, error = %e, "claiming own pending entries failed");
+                Ok(true) => {}
+                Ok(false) => return, // shutdown
+                Err(e) => {
+                    shared.bus.metrics().redis_error(&e);
+                    tracing::warn!(stream, group = %shared.group, error = %e, "claiming own pending entries failed");
+                    break;
+                }
+            }
+            if !full {
                 break;
             }
+        }
+        if total > 0 {
+            tracing::info!(stream, group = %shared.group, entries = total, "own pending entries taken back");
         }
     }
 }
 
-/// The periodic pass and the heartbeat, until `stop_heartbeat`. Claiming
-/// stops at `stop_claiming` (shutdown or limit reached), the heartbeat
-/// goes on while in-flight entries drain.
+/// The periodic pass and the group's upkeep, until `stop`, when it drops
+/// its end of the work queue at once (so an idle consumer stops without
+/// waiting for a tick).
 pub(super) async fn run(
     shared: Arc<Shared>,
     queue: mpsc::UnboundedSender<Work>,
     in_flight: Arc<Semaphore>,
-    stop_claiming: CancellationToken,
-    stop_heartbeat: CancellationToken,
+    stop: CancellationToken,
 ) {
     let o = &shared.options;
     let tick = (o.retry_backoff / 2)
         .min(o.claim_idle / 3)
         .clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let beat_every = o.claim_idle / 3;
     let mut conn = shared.conn.clone();
-    let mut queue = Some(queue);
-    let mut last_beat = tokio::time::Instant::now();
-    let mut last_loss_check = tokio::time::Instant::now();
+    let mut last_upkeep = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            () = stop_heartbeat.cancelled() => return,
+            () = stop.cancelled() => return,
             () = tokio::time::sleep(crate::backoff::jitter(tick)) => {}
         }
-        if stop_claiming.is_cancelled() {
-            // No more claims: let the workers see the queue close.
-            queue = None;
-        }
-        if last_beat.elapsed() >= beat_every {
-            heartbeat(&shared, &mut conn).await;
-            last_beat = tokio::time::Instant::now();
-        }
-        if last_loss_check.elapsed() >= LOSS_CHECK_EVERY {
+        if last_upkeep.elapsed() >= o.housekeeping_interval {
             // Whoever trims (a Python publisher too), this group notices.
-            for s in &shared.sources {
-                if let Err(e) = retention::check_loss(
-                    &mut conn,
-                    shared.bus.metrics(),
-                    &s.stream,
-                    Some(&shared.group),
-                )
-                .await
-                {
-                    shared.bus.metrics().redis_error(&e);
-                    tracing::warn!(stream = %s.stream, group = %shared.group, error = %e, "loss check failed");
-                }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = group::housekeeping(&shared, &mut conn) => {}
             }
-            last_loss_check = tokio::time::Instant::now();
+            last_upkeep = tokio::time::Instant::now();
         }
-        if let Some(q) = &queue {
-            for idx in 0..shared.sources.len() {
-                if let Err(e) = pass(&shared, &mut conn, idx, q, &in_flight).await {
+        for idx in 0..shared.sources.len() {
+            let result = tokio::select! {
+                () = stop.cancelled() => return,
+                r = pass(&shared, &mut conn, idx, &queue, &in_flight, &stop) => r,
+            };
+            if let Err(e) = result {
+                if e.code() != Some("NOGROUP") {
                     shared.bus.metrics().redis_error(&e);
                     tracing::warn!(
                         stream = %shared.sources[idx].stream,
@@ -379,128 +422,110 @@ pub(super) async fn run(
     }
 }
 
-/// One look at a stream's pending entries.
+/// Every row of `XPENDING stream group IDLE min_idle - +` (of `consumer`
+/// alone, if given), page by page, passed to `visit` with each page; stops
+/// when `visit` returns false.
+async fn each_page<F, Fut>(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    group: &str,
+    min_idle: Duration,
+    consumer: Option<&str>,
+    mut visit: F,
+) -> redis::RedisResult<()>
+where
+    F: FnMut(Vec<PendingRow>, ConnectionManager) -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<bool>>,
+{
+    let mut start = "-".to_owned();
+    loop {
+        let rows = xpending(conn, stream, group, Some(min_idle), &start, consumer).await?;
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        start = format!("({}", last.id);
+        let full = rows.len() == PAGE;
+        if !visit(rows, conn.clone()).await? || !full {
+            return Ok(());
+        }
+    }
+}
+
+/// One look at a stream's whole pending entries list: own entries nothing
+/// is working on, then other consumers' entries idle for `claim_idle`.
 async fn pass(
     shared: &Shared,
     conn: &mut ConnectionManager,
     idx: usize,
     queue: &mpsc::UnboundedSender<Work>,
     in_flight: &Arc<Semaphore>,
+    stop: &CancellationToken,
 ) -> redis::RedisResult<()> {
     let o = &shared.options;
-    if shared.budget.exhausted() || in_flight.available_permits() == 0 {
+    if shared.budget.exhausted() {
         return Ok(());
     }
     let threshold = o.retry_backoff.mul_f64(0.75).min(o.claim_idle);
     let stream = &*shared.sources[idx].stream;
-    let rows = xpending(conn, stream, &shared.group, Some(threshold), "-", None).await?;
-    let mut mine = Vec::new();
-    let mut orphans = Vec::new();
-    for row in rows {
-        if row.owner == shared.consumer {
-            if !shared.is_tracked(idx, &row.id)
-                && row.idle >= backoff_for(shared, &row.id, row.deliveries)
-            {
-                mine.push(row);
-            }
-        } else if row.idle >= o.claim_idle {
-            tracing::info!(
-                stream,
-                group = %shared.group,
-                id = %row.id,
-                owner = %row.owner,
-                idle = ?row.idle,
-                "claiming an entry from a consumer presumed dead"
-            );
-            orphans.push(row);
-        }
-    }
-    take_over(shared, conn, idx, &mine, threshold, queue, in_flight, None).await?;
-    take_over(
-        shared,
+    let wait = Some(slot_wait(shared));
+    each_page(
         conn,
-        idx,
-        &orphans,
+        stream,
+        &shared.group,
+        threshold,
+        Some(&shared.consumer),
+        |rows, mut c| async move {
+            let mine: Vec<PendingRow> = rows
+                .into_iter()
+                .filter(|r| {
+                    !shared.is_tracked(idx, &r.id)
+                        && shared.delivered_before_current_read(r.idle)
+                        && r.idle >= backoff_for(shared, &r.id, r.deliveries)
+                })
+                .collect();
+            take_over(
+                shared, &mut c, idx, &mine, threshold, queue, in_flight, wait, stop,
+            )
+            .await
+        },
+    )
+    .await?;
+    each_page(
+        conn,
+        stream,
+        &shared.group,
         o.claim_idle,
-        queue,
-        in_flight,
         None,
-    )
-    .await
-}
-
-/// Extends each hold on an idempotency key that this consumer still has.
-/// `KEYS`: the keys. `ARGV`: the consumer, the hold in milliseconds.
-static REFRESH_HOLDS_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local n = 0
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call('PEXPIRE', key, ARGV[2])
-    n = n + 1
-  end
-end
-return n
-",
-    )
-});
-
-/// Resets the idle time of every entry this consumer is working on, and
-/// extends its holds on their idempotency keys.
-async fn heartbeat(shared: &Shared, conn: &mut ConnectionManager) {
-    let held: Vec<String> = shared
-        .held_keys
-        .lock()
-        .map(|h| h.iter().cloned().collect())
-        .unwrap_or_default();
-    for chunk in held.chunks(256) {
-        let mut call = REFRESH_HOLDS_SCRIPT.prepare_invoke();
-        for key in chunk {
-            call.key(key);
-        }
-        call.arg(&shared.consumer).arg(shared.key_hold_ms());
-        if let Err(e) = call.invoke_async::<i64>(conn).await {
-            shared.bus.metrics().redis_error(&e);
-            tracing::warn!(
-                stream = %shared.stream_names(None),
-                group = %shared.group,
-                error = %e,
-                "refreshing idempotency holds failed; a slow handler's key may be taken over"
-            );
-        }
-    }
-    let tracked: Vec<(usize, String)> = match shared.in_flight_ids.lock() {
-        Ok(set) => set.iter().cloned().collect(),
-        Err(_) => return,
-    };
-    for idx in 0..shared.sources.len() {
-        let ids: Vec<&str> = tracked
-            .iter()
-            .filter(|(i, _)| *i == idx)
-            .map(|(_, id)| id.as_str())
-            .collect();
-        for chunk in ids.chunks(256) {
-            let result: redis::RedisResult<redis::Value> = redis::cmd("XCLAIM")
-                .arg(&*shared.sources[idx].stream)
-                .arg(&shared.group)
-                .arg(&shared.consumer)
-                .arg(0)
-                .arg(chunk)
-                .arg("JUSTID")
-                .query_async(conn)
-                .await;
-            if let Err(e) = result {
-                shared.bus.metrics().redis_error(&e);
-                tracing::warn!(
-                    stream = %shared.sources[idx].stream,
+        |rows, mut c| async move {
+            let orphans: Vec<PendingRow> = rows
+                .into_iter()
+                .filter(|r| r.owner != shared.consumer)
+                .collect();
+            for row in &orphans {
+                tracing::info!(
+                    stream,
                     group = %shared.group,
-                    error = %e,
-                    "heartbeat failed; in-flight entries may look idle"
+                    id = %row.id,
+                    owner = %row.owner,
+                    idle = ?row.idle,
+                    "claiming an entry from a consumer presumed dead"
                 );
             }
-        }
-    }
+            take_over(
+                shared,
+                &mut c,
+                idx,
+                &orphans,
+                o.claim_idle,
+                queue,
+                in_flight,
+                wait,
+                stop,
+            )
+            .await
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -1,0 +1,272 @@
+//! The consumer group's upkeep: creating it, recreating it where it stood
+//! when it vanished, checking it for entries lost to trimming, and
+//! removing its stale consumers.
+//!
+//! - **Create** (`XGROUP CREATE ... MKSTREAM`): `BUSYGROUP` counts as
+//!   success, and so does any refusal (`OOM` at `maxmemory`, say) when
+//!   `XINFO GROUPS` shows the group exists.
+//! - **Recreate**: when a read answers `NOGROUP` (the stream was deleted,
+//!   the group destroyed, or Redis restarted empty), the group is created
+//!   again at the newest id this consumer knows the group had delivered,
+//!   so that nothing is handled twice and nothing written since is
+//!   skipped; at `0` when no such id is known. Logged, counted on
+//!   `orion_bus_group_recreated_total`, and followed by a loss check.
+//! - **Loss check** ([`retention::check_loss`]): before the first read,
+//!   after each recreation and every `housekeeping_interval`.
+//! - **Stale consumers**: consumers idle longer than
+//!   `stale_consumer_after` with nothing pending are removed by a script
+//!   that re-checks both conditions in the same step as the
+//!   `XGROUP DELCONSUMER` (which would otherwise drop entries delivered in
+//!   between). Each removal is logged, counted on
+//!   `orion_bus_stale_consumers_removed_total` and recorded in the capped
+//!   stream `{stream}:removed-consumers`, which `status` shows.
+
+use std::sync::LazyLock;
+
+use redis::Value;
+use redis::aio::ConnectionManager;
+
+use super::{ConsumeError, Shared, StartId};
+use crate::reply::{field, text};
+use crate::retention;
+
+/// Removal records kept per stream (approximately).
+const REMOVED_KEEP: u64 = 100;
+
+/// The stream recording consumers removed from `stream`'s groups.
+#[must_use]
+pub(crate) fn removed_consumers_stream(stream: &str) -> String {
+    format!("{stream}:removed-consumers")
+}
+
+/// `XGROUP CREATE <stream> <group> <start> MKSTREAM`. Returns whether it
+/// was created (`false`: it existed).
+pub(super) async fn create(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    group: &str,
+    start: &str,
+) -> redis::RedisResult<bool> {
+    let result: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(group)
+        .arg(start)
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
+        // Redis checks memory before it looks for the group: an existing
+        // group must not fail a start at maxmemory.
+        Err(e) => match exists(conn, stream, group).await {
+            Ok(true) => Ok(false),
+            _ => Err(e),
+        },
+    }
+}
+
+/// Whether `group` exists on `stream` (`XINFO GROUPS`).
+async fn exists(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    group: &str,
+) -> redis::RedisResult<bool> {
+    let groups: Value = match redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) if e.to_string().contains("no such key") => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(match &groups {
+        Value::Array(items) => items
+            .iter()
+            .any(|g| field(g, "name").and_then(text).as_deref() == Some(group)),
+        _ => false,
+    })
+}
+
+/// Creates the group on every stream at start.
+pub(super) async fn create_all(
+    conn: &mut ConnectionManager,
+    streams: impl Iterator<Item = &str>,
+    group: &str,
+    start: &StartId,
+) -> Result<(), ConsumeError> {
+    for stream in streams {
+        create(conn, stream, group, start.as_arg())
+            .await
+            .map_err(|source| ConsumeError::CreateGroup {
+                stream: stream.to_owned(),
+                group: group.to_owned(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// After `NOGROUP`: creates the group again on source `idx` where it last
+/// stood, then checks for losses. Returns false when Redis refused.
+pub(super) async fn recreate(shared: &Shared, idx: usize) -> bool {
+    let source = &shared.sources[idx];
+    let at = source.resume_id();
+    let mut conn = shared.conn.clone();
+    match create(&mut conn, &source.stream, &shared.group, &at).await {
+        Ok(true) => {
+            shared
+                .bus
+                .metrics()
+                .group_recreated(&source.stream, &shared.group);
+            tracing::warn!(
+                stream = %source.stream,
+                group = %shared.group,
+                at = %at,
+                "consumer group vanished (stream deleted, group destroyed or Redis restarted empty); recreated where it last stood"
+            );
+        }
+        Ok(false) => {} // another consumer recreated it first
+        Err(e) => {
+            shared.bus.metrics().redis_error(&e);
+            tracing::warn!(stream = %source.stream, group = %shared.group, error = %e, "recreating the consumer group failed; will retry");
+            return false;
+        }
+    }
+    check_loss(shared, &mut conn, idx).await;
+    true
+}
+
+/// The loss check of source `idx`; also learns the group's position.
+pub(super) async fn check_loss(shared: &Shared, conn: &mut ConnectionManager, idx: usize) {
+    let source = &shared.sources[idx];
+    match retention::check_loss(
+        conn,
+        shared.bus.metrics(),
+        &source.stream,
+        Some(&shared.group),
+    )
+    .await
+    {
+        Ok(state) => {
+            if let Some(g) = state.groups.iter().find(|g| g.name == shared.group) {
+                source.note_delivered(&g.last_delivered);
+            }
+        }
+        Err(e) => {
+            shared.bus.metrics().redis_error(&e);
+            tracing::warn!(stream = %source.stream, group = %shared.group, error = %e, "loss check failed");
+        }
+    }
+}
+
+/// Removes consumers idle for at least `ARGV[2]` ms with nothing pending,
+/// other than `ARGV[3]`. `KEYS`: the stream. `ARGV`: the group, the idle
+/// threshold, this consumer. Returns `{name, idle}` pairs, flattened.
+static SWEEP_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local removed = {}
+local consumers = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+for _, c in ipairs(consumers) do
+  local name, pending, idle
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1]
+    elseif c[i] == 'pending' then pending = c[i + 1]
+    elseif c[i] == 'idle' then idle = c[i + 1] end
+  end
+  if name ~= ARGV[3] and pending == 0 and idle >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    removed[#removed + 1] = name
+    removed[#removed + 1] = idle
+  end
+end
+return removed
+",
+    )
+});
+
+/// Removes the group's stale consumers on source `idx`.
+pub(super) async fn sweep_stale(shared: &Shared, conn: &mut ConnectionManager, idx: usize) {
+    let source = &shared.sources[idx];
+    let idle_ms =
+        u64::try_from(shared.options.stale_consumer_after.as_millis()).unwrap_or(u64::MAX);
+    let removed: redis::RedisResult<Vec<(String, u64)>> = SWEEP_SCRIPT
+        .key(&*source.stream)
+        .arg(&shared.group)
+        .arg(idle_ms)
+        .arg(&shared.consumer)
+        .invoke_async::<Vec<Value>>(conn)
+        .await
+        .map(|flat| {
+            flat.chunks(2)
+                .filter_map(|pair| match pair {
+                    [name, idle] => Some((
+                        redis::from_redis_value::<String>(name.clone()).ok()?,
+                        redis::from_redis_value::<u64>(idle.clone()).unwrap_or(0),
+                    )),
+                    _ => None,
+                })
+                .collect()
+        });
+    let removed = match removed {
+        Ok(r) => r,
+        Err(e) => {
+            // NOGROUP: the reader recreates the group; nothing to sweep.
+            if e.code() != Some("NOGROUP") {
+                shared.bus.metrics().redis_error(&e);
+                tracing::warn!(stream = %source.stream, group = %shared.group, error = %e, "stale-consumer sweep failed");
+            }
+            return;
+        }
+    };
+    if removed.is_empty() {
+        return;
+    }
+    shared.bus.metrics().stale_consumers_removed(
+        &source.stream,
+        &shared.group,
+        removed.len() as u64,
+    );
+    let log = removed_consumers_stream(&source.stream);
+    let mut pipe = redis::pipe();
+    for (name, idle) in &removed {
+        tracing::info!(
+            stream = %source.stream,
+            group = %shared.group,
+            consumer = %name,
+            idle_ms = idle,
+            "removed a stale consumer (idle, nothing pending)"
+        );
+        pipe.cmd("XADD")
+            .arg(&log)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(REMOVED_KEEP)
+            .arg("*")
+            .arg("group")
+            .arg(&shared.group)
+            .arg("consumer")
+            .arg(name)
+            .arg("idle_ms")
+            .arg(idle)
+            .arg("removed_by")
+            .arg(&shared.consumer)
+            .ignore();
+    }
+    if let Err(e) = pipe.query_async::<()>(conn).await {
+        shared.bus.metrics().redis_error(&e);
+        tracing::warn!(stream = %source.stream, group = %shared.group, error = %e, "recording removed consumers failed");
+    }
+}
+
+/// One round of upkeep over every source: loss check, stale sweep.
+pub(super) async fn housekeeping(shared: &Shared, conn: &mut ConnectionManager) {
+    for idx in 0..shared.sources.len() {
+        check_loss(shared, conn, idx).await;
+        sweep_stale(shared, conn, idx).await;
+    }
+}
