@@ -27,7 +27,7 @@ use redis::Value;
 use redis::aio::ConnectionManager;
 
 use super::{ConsumeError, Shared, StartId};
-use crate::reply::{field, text};
+use crate::reply::{field, int, text};
 use crate::retention;
 
 /// Removal records kept per stream (approximately).
@@ -163,12 +163,15 @@ pub(super) async fn check_loss(shared: &Shared, conn: &mut ConnectionManager, id
     }
 }
 
-/// Removes consumers idle for at least `ARGV[2]` ms with nothing pending,
-/// other than `ARGV[3]`. `KEYS`: the stream. `ARGV`: the group, the idle
-/// threshold, this consumer. Returns `{name, idle}` pairs, flattened.
+/// Removes those of the named consumers (`ARGV[3..]`) that are, right
+/// now, idle for at least `ARGV[2]` ms with nothing pending. `KEYS`: the
+/// stream. `ARGV`: the group, the idle threshold, the names. Returns
+/// `{name, idle}` pairs, flattened.
 static SWEEP_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
+local wanted = {}
+for i = 3, #ARGV do wanted[ARGV[i]] = true end
 local removed = {}
 local consumers = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
 for _, c in ipairs(consumers) do
@@ -178,7 +181,7 @@ for _, c in ipairs(consumers) do
     elseif c[i] == 'pending' then pending = c[i + 1]
     elseif c[i] == 'idle' then idle = c[i + 1] end
   end
-  if name ~= ARGV[3] and pending == 0 and idle >= tonumber(ARGV[2]) then
+  if wanted[name] and pending == 0 and idle >= tonumber(ARGV[2]) then
     redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
     removed[#removed + 1] = name
     removed[#removed + 1] = idle
@@ -189,19 +192,77 @@ return removed
     )
 });
 
-/// Removes the group's stale consumers on source `idx`.
+/// The group's consumers on `stream` that look stale: idle for at least
+/// `idle_ms` with nothing pending, other than `me`.
+async fn stale_candidates(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    group: &str,
+    idle_ms: u64,
+    me: &str,
+) -> redis::RedisResult<Vec<String>> {
+    let raw: Value = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(group)
+        .query_async(conn)
+        .await?;
+    let Value::Array(items) = raw else {
+        return Ok(Vec::new());
+    };
+    Ok(items
+        .iter()
+        .filter(|c| {
+            field(c, "pending").and_then(int) == Some(0)
+                && field(c, "idle").and_then(int).is_some_and(|i| i >= idle_ms)
+        })
+        .filter_map(|c| field(c, "name").and_then(text))
+        .filter(|name| name != me)
+        .collect())
+}
+
+/// Removes the group's stale consumers on source `idx`: idle for
+/// `stale_consumer_after`, nothing pending, and no live process holding
+/// the name's lease (Redis 7.0 does not refresh a consumer's idle time on
+/// reads that return nothing, so a quiet live consumer looks idle).
 pub(super) async fn sweep_stale(shared: &Shared, conn: &mut ConnectionManager, idx: usize) {
     let source = &shared.sources[idx];
     let idle_ms =
         u64::try_from(shared.options.stale_consumer_after.as_millis()).unwrap_or(u64::MAX);
-    let removed: redis::RedisResult<Vec<(String, u64)>> = SWEEP_SCRIPT
-        .key(&*source.stream)
-        .arg(&shared.group)
-        .arg(idle_ms)
-        .arg(&shared.consumer)
-        .invoke_async::<Vec<Value>>(conn)
-        .await
-        .map(|flat| {
+    let result = async {
+        let candidates = stale_candidates(
+            conn,
+            &source.stream,
+            &shared.group,
+            idle_ms,
+            &shared.consumer,
+        )
+        .await?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for name in &candidates {
+            pipe.cmd("EXISTS").arg(shared.lease.key_for(name));
+        }
+        let leased: Vec<bool> = pipe.query_async(conn).await?;
+        let names: Vec<&String> = candidates
+            .iter()
+            .zip(leased)
+            .filter(|(_, live)| !live)
+            .map(|(n, _)| n)
+            .collect();
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let flat: Vec<Value> = SWEEP_SCRIPT
+            .key(&*source.stream)
+            .arg(&shared.group)
+            .arg(idle_ms)
+            .arg(&names)
+            .invoke_async(conn)
+            .await?;
+        Ok::<_, redis::RedisError>(
             flat.chunks(2)
                 .filter_map(|pair| match pair {
                     [name, idle] => Some((
@@ -210,8 +271,10 @@ pub(super) async fn sweep_stale(shared: &Shared, conn: &mut ConnectionManager, i
                     )),
                     _ => None,
                 })
-                .collect()
-        });
+                .collect(),
+        )
+    };
+    let removed: redis::RedisResult<Vec<(String, u64)>> = result.await;
     let removed = match removed {
         Ok(r) => r,
         Err(e) => {

@@ -114,6 +114,13 @@ impl Lease {
         }
     }
 
+    /// The lease key of another consumer of the same group.
+    pub fn key_for(&self, consumer: &str) -> String {
+        let own = &self.consumer;
+        let prefix = self.key.strip_suffix(own.as_str()).unwrap_or(&self.key);
+        format!("{prefix}{consumer}")
+    }
+
     /// Takes the lease. If another process holds it: fails with
     /// [`ConsumeError::NameTaken`], or with `wait` polls until it is free.
     /// Transient Redis errors are retried until `shutdown` (then `Ok`: the

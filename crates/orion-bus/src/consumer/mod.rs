@@ -251,6 +251,7 @@ impl Consumer {
             bus: bus.clone(),
             reading_since: std::sync::Mutex::new(None),
             lease,
+            failed: std::sync::Mutex::default(),
         });
         // From here on the heartbeat runs, on its own thread: entries
         // taken back below are kept fresh while the rest wait their turn.

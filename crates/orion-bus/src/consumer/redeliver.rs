@@ -38,6 +38,10 @@ use tokio_util::sync::CancellationToken;
 use super::{Shared, Work, dead_letter, group};
 use crate::wire::{self, RawEntry};
 
+/// `XCLAIM` min-idle for taking back own entries: one that another
+/// consumer claimed this instant is left to it.
+const OWN_MIN_IDLE: Duration = Duration::from_millis(50);
+
 /// Pending entries looked at per stream per pass.
 const PAGE: usize = 128;
 
@@ -465,14 +469,15 @@ async fn pass(
     if shared.budget.exhausted() {
         return Ok(());
     }
-    let threshold = o.retry_backoff.mul_f64(0.75).min(o.claim_idle);
     let stream = &*shared.sources[idx].stream;
     let wait = Some(slot_wait(shared));
+    // Own entries: a page of this consumer's own list costs little (it
+    // holds only what it works on, what failed and phantoms).
     each_page(
         conn,
         stream,
         &shared.group,
-        threshold,
+        Duration::ZERO,
         Some(&shared.consumer),
         |rows, mut c| async move {
             let mine: Vec<PendingRow> = rows
@@ -480,13 +485,19 @@ async fn pass(
                 .filter(|r| {
                     !shared.is_tracked(idx, &r.id)
                         && shared.delivered_before_current_read(r.idle)
-                        && r.idle >= backoff_for(shared, &r.id, r.deliveries)
+                        && shared
+                            .failed_at(idx, &r.id, false)
+                            .is_none_or(|at| at.elapsed() >= backoff_for(shared, &r.id, r.deliveries))
                 })
                 .collect();
-            take_over(
-                shared, &mut c, idx, &mine, threshold, queue, in_flight, wait, stop,
-            )
-            .await
+            for r in &mine {
+                if shared.failed_at(idx, &r.id, true).is_none() {
+                    tracing::info!(stream, group = %shared.group, id = %r.id, "taking back an entry delivered to this consumer whose read reply was lost");
+                }
+            }
+            // 50 ms: an entry another consumer claimed this instant is
+            // not taken back from it.
+            take_over(shared, &mut c, idx, &mine, OWN_MIN_IDLE, queue, in_flight, wait, stop).await
         },
     )
     .await?;

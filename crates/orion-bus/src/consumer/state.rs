@@ -2,7 +2,7 @@
 //! [`Source`]s, counters, the `limit` [`Budget`], the set of entries in
 //! flight, and the [`ConsumerReport`] built from them at the end.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -172,6 +172,11 @@ pub(super) struct Shared {
     pub(super) reading_since: Mutex<Option<Instant>>,
     /// This consumer's lease on its name.
     pub(super) lease: Lease,
+    /// Entries whose handler failed here, and when: they wait out their
+    /// backoff before they are taken back. An own pending entry that is
+    /// neither here nor in flight is a phantom (its read reply was lost)
+    /// and is taken back at once.
+    pub(super) failed: Mutex<HashMap<(usize, String), Instant>>,
 }
 
 /// One entry queued for the worker pool, with its in-flight slot.
@@ -231,6 +236,29 @@ impl Shared {
         self.in_flight_ids
             .lock()
             .is_ok_and(|set| set.contains(&(idx, id.to_owned())))
+    }
+
+    /// Notes that the handler of `id` failed just now.
+    pub(super) fn note_failed(&self, idx: usize, id: &str) {
+        if let Ok(mut f) = self.failed.lock() {
+            // Entries another consumer took over are never taken back here;
+            // forget them once far past any backoff.
+            let keep = self.options.retry_backoff_max * 4 + self.options.claim_idle;
+            f.retain(|_, at| at.elapsed() < keep);
+            f.insert((idx, id.to_owned()), Instant::now());
+        }
+    }
+
+    /// When the handler of `id` last failed here, if it did; `forget`
+    /// drops the record.
+    pub(super) fn failed_at(&self, idx: usize, id: &str, forget: bool) -> Option<Instant> {
+        let mut f = self.failed.lock().ok()?;
+        let key = (idx, id.to_owned());
+        if forget {
+            f.remove(&key)
+        } else {
+            f.get(&key).copied()
+        }
     }
 
     /// Marks a read as sent (`Some(now)`) or as processed (`None`).

@@ -179,6 +179,7 @@ async fn process<H: Handler>(
             error = %error,
             "handler failed; entry stays pending for redelivery"
         );
+        shared.note_failed(idx, &id);
         dead_letter::record_failure(shared, idx, &id, &error).await;
     }
     shared.untrack(idx, &id);
