@@ -98,10 +98,9 @@ impl Heartbeat {
             let conn = run(&shared, &token).await;
             if rel.load(std::sync::atomic::Ordering::Acquire)
                 && let Some(mut conn) = conn
+                && let Err(e) = shared.lease.release(&mut conn).await
             {
-                if let Err(e) = shared.lease.release(&mut conn).await {
-                    tracing::warn!(group = %shared.group, consumer = %shared.consumer, error = %e, "releasing the name lease failed; it expires by itself");
-                }
+                tracing::warn!(group = %shared.group, consumer = %shared.consumer, error = %e, "releasing the name lease failed; it expires by itself");
             }
             let _ = done_tx.send(());
         };

@@ -411,16 +411,16 @@ pub(super) async fn run(
                 () = stop.cancelled() => return,
                 r = pass(&shared, &mut conn, idx, &queue, &in_flight, &stop) => r,
             };
-            if let Err(e) = result {
-                if e.code() != Some("NOGROUP") {
-                    shared.bus.metrics().redis_error(&e);
-                    tracing::warn!(
-                        stream = %shared.sources[idx].stream,
-                        group = %shared.group,
-                        error = %e,
-                        "redelivery pass failed; will retry"
-                    );
-                }
+            if let Err(e) = result
+                && e.code() != Some("NOGROUP")
+            {
+                shared.bus.metrics().redis_error(&e);
+                tracing::warn!(
+                    stream = %shared.sources[idx].stream,
+                    group = %shared.group,
+                    error = %e,
+                    "redelivery pass failed; will retry"
+                );
             }
         }
     }
