@@ -17,6 +17,11 @@
 //!   stream instead, and one deleted from the stream while pending goes
 //!   there with reason `deleted`.
 //!
+//! Other consumers' entries are claimed only once this consumer has run,
+//! and seen Redis answer promptly, for `claim_idle`: after a Redis outage
+//! or freeze every consumer's entries look idle until the heartbeats get
+//! through again.
+//!
 //! Each pass reads the pending entries list to its end, a page at a time
 //! (`XPENDING ... IDLE`), so no backlog hides an orphan. It takes
 //! in-flight slots like the reader does, but waits for them in the
@@ -393,11 +398,27 @@ pub(super) async fn run(
         .clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut conn = shared.conn.clone();
     let mut last_upkeep = tokio::time::Instant::now();
+    // When this consumer started, or last saw Redis fail or stall: every
+    // live consumer's entries may look idle then, until its heartbeat
+    // (every claim_idle / 3) gets through again. Orphans are claimed only
+    // claim_idle after that, so a Redis outage or freeze never makes live
+    // consumers' entries look dead.
+    let mut unsure_since = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(crate::backoff::jitter(tick)) => {}
         }
+        let probe = tokio::time::Instant::now();
+        let ping_cmd = redis::cmd("PING");
+        let ping = tokio::select! {
+            () = stop.cancelled() => return,
+            r = ping_cmd.query_async::<()>(&mut conn) => r,
+        };
+        if ping.is_err() || probe.elapsed() > o.claim_idle / 3 {
+            unsure_since = tokio::time::Instant::now();
+        }
+        let claim_orphans = unsure_since.elapsed() >= o.claim_idle;
         if last_upkeep.elapsed() >= o.housekeeping_interval {
             // Whoever trims (a Python publisher too), this group notices.
             tokio::select! {
@@ -409,7 +430,7 @@ pub(super) async fn run(
         for idx in 0..shared.sources.len() {
             let result = tokio::select! {
                 () = stop.cancelled() => return,
-                r = pass(&shared, &mut conn, idx, &queue, &in_flight, &stop) => r,
+                r = pass(&shared, &mut conn, idx, &queue, &in_flight, &stop, claim_orphans) => r,
             };
             if let Err(e) = result
                 && e.code() != Some("NOGROUP")
@@ -456,7 +477,8 @@ where
 }
 
 /// One look at a stream's whole pending entries list: own entries nothing
-/// is working on, then other consumers' entries idle for `claim_idle`.
+/// is working on, then (with `claim_orphans`) other consumers' entries
+/// idle for `claim_idle`.
 async fn pass(
     shared: &Shared,
     conn: &mut ConnectionManager,
@@ -464,6 +486,7 @@ async fn pass(
     queue: &mpsc::UnboundedSender<Work>,
     in_flight: &Arc<Semaphore>,
     stop: &CancellationToken,
+    claim_orphans: bool,
 ) -> redis::RedisResult<()> {
     let o = &shared.options;
     if shared.budget.exhausted() {
@@ -501,6 +524,9 @@ async fn pass(
         },
     )
     .await?;
+    if !claim_orphans {
+        return Ok(());
+    }
     each_page(
         conn,
         stream,

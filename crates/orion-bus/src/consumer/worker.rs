@@ -233,9 +233,26 @@ enum KeyState {
 const KEY_DONE: &str = "done";
 
 /// `SET key <consumer> NX PX claim_idle`: holds the key while handling.
-/// The hold expires like an unresponsive consumer's entries do. On a Redis
-/// error the delivery is handled anyway: twice is better than never.
+/// The hold expires like an unresponsive consumer's entries do. Redis
+/// errors are retried with backoff (handling without knowing could handle
+/// a message twice); at shutdown the entry is left pending ([`KeyState::Busy`]
+/// with `stopping` cancelled).
 async fn claim_key(shared: &Shared, key: &str, stream: &str, id: &str) -> KeyState {
+    let mut backoff = crate::backoff::Backoff::redis();
+    loop {
+        match try_claim_key(shared, key, stream, id).await {
+            Some(state) => return state,
+            None => {
+                if !backoff.wait(&shared.stopping).await {
+                    return KeyState::Busy;
+                }
+            }
+        }
+    }
+}
+
+/// One try of [`claim_key`]; `None` on a Redis error.
+async fn try_claim_key(shared: &Shared, key: &str, stream: &str, id: &str) -> Option<KeyState> {
     let mut conn = shared.conn.clone();
     let result: redis::RedisResult<(Option<String>, Option<String>)> = redis::pipe()
         .cmd("SET")
@@ -255,14 +272,14 @@ async fn claim_key(shared: &Shared, key: &str, stream: &str, id: &str) -> KeySta
         KeyState::Claimed
     };
     match result {
-        Ok((Some(_), _)) => claimed(),
-        Ok((None, Some(v))) if v == KEY_DONE => KeyState::Done,
-        Ok((None, Some(_))) => KeyState::Busy,
-        Ok((None, None)) => claimed(), // expired in between
+        Ok((Some(_), _)) => Some(claimed()),
+        Ok((None, Some(v))) if v == KEY_DONE => Some(KeyState::Done),
+        Ok((None, Some(_))) => Some(KeyState::Busy),
+        Ok((None, None)) => Some(claimed()), // expired in between
         Err(e) => {
             shared.bus.metrics().redis_error(&e);
-            tracing::warn!(stream, group = %shared.group, id, key, error = %e, "idempotency check failed; handling anyway");
-            KeyState::Claimed
+            tracing::warn!(stream, group = %shared.group, id, key, error = %e, "idempotency check failed; retrying");
+            None
         }
     }
 }
@@ -287,8 +304,12 @@ return 0
 });
 
 /// Records the key as handled, for the configured TTL.
+///
+/// Retried until Redis takes it (the worker is aborted when the shutdown
+/// grace runs out, leaving the entry pending): acking without the record
+/// would let a redelivery handle the message again. The hold stays renewed
+/// by the heartbeat until the record is written.
 async fn mark_done(shared: &Shared, key: &str, stream: &str, id: &str) {
-    let_go(shared, key);
     let ttl = shared
         .options
         .idempotency
@@ -296,7 +317,7 @@ async fn mark_done(shared: &Shared, key: &str, stream: &str, id: &str) {
         .map_or(1, |i| i.ttl.as_secs().max(1));
     let mut conn = shared.conn.clone();
     let mut backoff = crate::backoff::Backoff::redis();
-    for _ in 0..5 {
+    loop {
         match redis::cmd("SET")
             .arg(key)
             .arg(KEY_DONE)
@@ -305,7 +326,10 @@ async fn mark_done(shared: &Shared, key: &str, stream: &str, id: &str) {
             .query_async::<()>(&mut conn)
             .await
         {
-            Ok(()) => return,
+            Ok(()) => {
+                let_go(shared, key);
+                return;
+            }
             Err(e) => {
                 shared.bus.metrics().redis_error(&e);
                 tracing::warn!(stream, group = %shared.group, id, key, error = %e, "recording an idempotency key failed; retrying");
