@@ -1,0 +1,46 @@
+//! The randomized fault checker (crate `orion-bus-chaos`) run against the
+//! real `orion-bus consume` binary and library consumers, once without and
+//! once with idempotency; cargo runs the two side by side.
+//!
+//! `ORION_BUS_CHAOS_SEED` fixes the seed (printed either way),
+//! `ORION_BUS_CHAOS_SECS` the nemesis time (default 90 s, about two
+//! minutes in all), `ORION_BUS_CHAOS_QUIET_SECS` the limit on the quiet
+//! period; `ORION_BUS_CHAOS_KEEP=1` keeps the run directory (timeline of
+//! every publish, handling and fault, CLI and Redis logs) even on success. Run one configuration with its test name, e.g.
+//! `cargo test -p orion-bus-cli --test chaos -- --nocapture with_idempotency`.
+
+use std::path::PathBuf;
+
+use orion_bus_chaos::{ChaosOptions, run_blocking};
+
+fn check(label: &str, idempotency: bool) {
+    if !orion_bus_harness::redis_server_available() {
+        eprintln!("SKIPPED: redis-server not found; the chaos checker needs it");
+        return;
+    }
+    let contracts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    let options = ChaosOptions::from_env()
+        .expect("chaos settings from the environment")
+        .label(label)
+        .idempotency(idempotency)
+        .cli(env!("CARGO_BIN_EXE_orion-bus"), contracts, 2);
+    eprintln!(
+        "chaos [{label}]: seed {} (ORION_BUS_CHAOS_SEED={} reproduces the schedule), nemesis {} s",
+        options.seed,
+        options.seed,
+        options.nemesis_for.as_secs()
+    );
+    let report = run_blocking(options).expect("the chaos run completes");
+    assert!(report.passed(), "chaos checker failed [{label}]:\n{report}");
+    println!("{report}");
+}
+
+#[test]
+fn without_idempotency() {
+    check("without idempotency", false);
+}
+
+#[test]
+fn with_idempotency() {
+    check("with idempotency", true);
+}
