@@ -323,6 +323,18 @@ pub fn judge(s: &Snapshot, end: &EndState, idempotency: bool) -> Verdict {
 /// its consumer was killed before it could ack it or record its key.
 #[must_use]
 pub fn explain(s: &Snapshot, first: &Handling) -> Option<&'static str> {
+    // A SIGKILLed Redis with `appendfsync everysec` loses up to its last
+    // second of writes: the idempotency key, the ack, even the delivery of
+    // a handling from then may be gone (docs/DELIVERY.md: not durability
+    // beyond Redis's).
+    let lost_writes = s.outages.iter().any(|o| {
+        o.what == "crashed"
+            && o.from <= first.at + CRASH_WINDOW
+            && o.to.is_none_or(|t| first.at <= t)
+    });
+    if lost_writes {
+        return Some("Redis was SIGKILLed within 1 s of it and lost its last second of AOF writes");
+    }
     let instance = s.instances.get(&first.instance)?;
     let (killed_at, InstanceEnd::Killed) = instance.end.as_ref()? else {
         return None;
