@@ -72,8 +72,9 @@ pub enum Failure {
     },
     /// A dead letter saying `deleted` for an entry nobody removed.
     SpuriousDeadLetter(DeadLetter),
-    /// The consumers never became quiet.
-    NotQuiet(Duration),
+    /// The consumers never became quiet: the limit, and what was still
+    /// open at the last look.
+    NotQuiet(Duration, String),
 }
 
 /// The figures of a run.
@@ -153,18 +154,36 @@ pub fn unaccounted(
     dead: &[DeadLetter],
     stream: &[(String, Option<String>)],
 ) -> usize {
+    let (acked, in_stream) = open_entries(s, dead, stream);
+    acked.len().max(in_stream.len())
+}
+
+/// The entry ids not accounted for yet: of acknowledged publishes, and of
+/// messages in the stream.
+#[must_use]
+pub fn open_entries(
+    s: &Snapshot,
+    dead: &[DeadLetter],
+    stream: &[(String, Option<String>)],
+) -> (Vec<String>, Vec<String>) {
     let done = accounted(s, dead);
     let acked = s
         .publishes
         .iter()
         .filter_map(|p| p.entry().map(|e| (e, &p.msg)))
         .filter(|(e, m)| !done.contains(m.as_str()) && !s.removed.contains_key(*e))
-        .count();
+        .map(|(e, _)| e.to_owned())
+        .collect();
+    // Entries the nemesis removed from the group's view (pending when it
+    // destroyed the group) are counted apart, as in the verdict.
     let in_stream = stream
         .iter()
-        .filter(|(_, m)| m.as_deref().is_some_and(|m| !done.contains(m)))
-        .count();
-    acked.max(in_stream)
+        .filter(|(e, m)| {
+            m.as_deref().is_some_and(|m| !done.contains(m)) && !s.removed.contains_key(e)
+        })
+        .map(|(e, _)| e.clone())
+        .collect();
+    (acked, in_stream)
 }
 
 /// Judges a run.

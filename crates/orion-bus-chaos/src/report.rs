@@ -174,9 +174,9 @@ impl ChaosReport {
                 d.entry,
                 d.msg.as_deref().unwrap_or("?")
             ),
-            Failure::NotQuiet(waited) => writeln!(
+            Failure::NotQuiet(waited, open) => writeln!(
                 out,
-                "  NOT QUIET: still pending or unaccounted after {:.1} s",
+                "  NOT QUIET: still pending or unaccounted after {:.1} s: {open}",
                 waited.as_secs_f64()
             ),
         }

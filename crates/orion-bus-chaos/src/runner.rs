@@ -107,9 +107,10 @@ pub async fn run(options: ChaosOptions) -> Result<ChaosReport, ChaosError> {
     let snapshot = run.ledger.snapshot();
     let mut verdict = check::judge(&snapshot, &end, options.idempotency);
     if time_to_quiet.is_none() {
-        verdict
-            .failures
-            .push(Failure::NotQuiet(options.quiet_timeout));
+        verdict.failures.push(Failure::NotQuiet(
+            options.quiet_timeout,
+            still_open(&run, &admin).await,
+        ));
     }
     let history = run.history.events();
     let kept_dir = if verdict.failures.is_empty() && std::env::var_os(KEEP_ENV).is_none() {
@@ -138,6 +139,31 @@ pub async fn run(options: ChaosOptions) -> Result<ChaosReport, ChaosError> {
         kept_dir,
         snapshot,
     })
+}
+
+/// What keeps a run from being quiet, in one line.
+async fn still_open(run: &Run, admin: &Admin) -> String {
+    let rows = admin.pending_rows(10).await.unwrap_or_default();
+    let dead = admin.dead_letters().await.unwrap_or_default();
+    let stream = admin.stream_entries().await.unwrap_or_default();
+    let (acked, in_stream) = check::open_entries(&run.ledger.snapshot(), &dead, &stream);
+    let pending: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{} on {} idle {} ms after {} deliveries",
+                r.entry, r.consumer, r.idle_ms, r.deliveries
+            )
+        })
+        .collect();
+    format!(
+        "pending [{}]; acknowledged publishes unaccounted {} (first {:?}); stream entries unaccounted {} (first {:?})",
+        pending.join(", "),
+        acked.len(),
+        acked.iter().take(5).collect::<Vec<_>>(),
+        in_stream.len(),
+        in_stream.iter().take(5).collect::<Vec<_>>(),
+    )
 }
 
 /// Waits until nothing is pending in the group and every written message
