@@ -9,11 +9,14 @@
 //!   last-delivered id; `XTRIM MINID ~` trims strictly below the smallest
 //!   of those over all groups. Only the hard cap (`XTRIM MAXLEN ~`) can
 //!   remove unread entries, as a last resort.
-//! - **loss detection**: when a group's last-delivered id is older than the
-//!   stream's first entry, the entries in between are gone. Their number
-//!   is `entries-added - entries-read - length` (Redis 7 `XINFO`); it is
-//!   counted on `orion_bus_trimmed_unread_messages_total` and logged as a
-//!   warning, once per gap.
+//! - **loss detection**: entries removed before a group read them are
+//!   `entries-added - entries-read - unread` (Redis 7 `XINFO`; `unread` is
+//!   the entries after the group's last-delivered id: the whole stream while
+//!   the group is behind the first entry, else counted with a small
+//!   `XRANGE`), also after the group has read past the gap, since trimming
+//!   leaves Redis's read count short. Counted on
+//!   `orion_bus_trimmed_unread_messages_total` and logged as a warning,
+//!   each entry once per process.
 
 use std::time::Duration;
 
@@ -155,26 +158,86 @@ impl StreamState {
             .map(|added| added.saturating_sub(self.length))
     }
 
-    /// Entries removed before `group` read them, if any.
+    /// Entries removed before `group` read them, given `unread`: how many
+    /// entries of the stream come after the group's last-delivered id (all
+    /// of them while the group has not reached the first entry). Redis 7
+    /// counts `entries-read` on as a group reads, and trimming leaves no
+    /// trace in that count, so after a group has read past a trimmed gap
+    /// its count stays short by exactly the entries it never got:
+    /// `entries-added - entries-read - unread`. Without the counters, a
+    /// group behind the first entry has lost at least one entry (`1`).
     #[must_use]
-    pub fn lost_to(&self, group: &GroupState) -> u64 {
-        let (Some(first), Some(last)) = (
-            self.first_id.as_deref().and_then(parse_id),
-            parse_id(&group.last_delivered),
-        ) else {
+    pub fn lost_to(&self, group: &GroupState, unread: u64) -> u64 {
+        let Some(last) = parse_id(&group.last_delivered) else {
             return 0;
         };
         // A group that never read anything (last-delivered 0-0) did not
         // lose history trimmed before it existed.
-        if first <= last || last == (0, 0) {
+        if last == (0, 0) {
             return 0;
         }
         match (self.entries_added, group.entries_read) {
-            (Some(added), Some(read)) => added.saturating_sub(read).saturating_sub(self.length),
-            // Without counters we only know that something is gone.
-            _ => 1,
+            (Some(added), Some(read)) => added.saturating_sub(read).saturating_sub(unread),
+            _ => {
+                let behind = self
+                    .first_id
+                    .as_deref()
+                    .and_then(parse_id)
+                    .is_some_and(|first| first > last);
+                u64::from(behind)
+            }
         }
     }
+
+    /// Whether the group has not yet reached the stream's first entry.
+    fn behind_first(&self, group: &GroupState) -> bool {
+        match (
+            self.first_id.as_deref().and_then(parse_id),
+            parse_id(&group.last_delivered),
+        ) {
+            (Some(first), Some(last)) => first > last,
+            _ => false,
+        }
+    }
+}
+
+/// Entries looked at, at most, to count a caught-up group's unread ones.
+const UNREAD_PROBE: usize = 16;
+
+/// How many entries come after `group`'s last-delivered id: the whole
+/// stream while it is behind the first entry, else counted with one small
+/// `XRANGE`; `None` when there are more than [`UNREAD_PROBE`] (a group
+/// that far behind is checked again later).
+async fn unread(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    state: &StreamState,
+    group: &GroupState,
+) -> redis::RedisResult<Option<u64>> {
+    if state.behind_first(group) {
+        return Ok(Some(state.length));
+    }
+    // Only worth a look when Redis's own count says more are unread than
+    // the stream could hold after the group's position.
+    let (Some(added), Some(read)) = (state.entries_added, group.entries_read) else {
+        return Ok(Some(0));
+    };
+    if added.saturating_sub(read) == 0 {
+        return Ok(Some(0));
+    }
+    let raw: Value = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg(format!("({}", group.last_delivered))
+        .arg("+")
+        .arg("COUNT")
+        .arg(UNREAD_PROBE + 1)
+        .query_async(conn)
+        .await?;
+    let n = match raw {
+        Value::Array(items) => items.len(),
+        _ => 0,
+    };
+    Ok((n <= UNREAD_PROBE).then_some(n as u64))
 }
 
 /// Checks every group of `stream` (or only `only_group`) for entries lost
@@ -201,10 +264,20 @@ pub async fn check_loss(
             })
         } else {
             metrics.forget_removed_baseline(stream, &group.name);
-            state.lost_to(group)
+            match unread(conn, stream, &state, group).await? {
+                Some(n) => state.lost_to(group, n),
+                None => continue,
+            }
         };
         if lost > 0 {
-            let new = metrics.trimmed_unread(stream, &group.name, &group.last_delivered, lost);
+            // Exact counts are cumulative for the group; the fallback (no
+            // counters) counts one per gap, a gap being a last-delivered id.
+            let gap = if group.entries_read.is_some() && state.entries_added.is_some() {
+                ""
+            } else {
+                group.last_delivered.as_str()
+            };
+            let new = metrics.trimmed_unread(stream, &group.name, gap, lost);
             if new > 0 {
                 tracing::warn!(
                     stream,
@@ -303,7 +376,7 @@ mod tests {
             ..GroupState::default()
         };
         assert_eq!(
-            state.lost_to(&behind),
+            state.lost_to(&behind, 5),
             5,
             "20 added - 10 read - 5 still there"
         );
@@ -312,8 +385,17 @@ mod tests {
             entries_read: Some(16),
             ..behind.clone()
         };
-        assert_eq!(state.lost_to(&caught_up), 0);
+        assert_eq!(state.lost_to(&caught_up, 4), 0);
+        // Read past a trimmed gap: Redis's count stays short by what the
+        // group never got.
+        let past_gap = GroupState {
+            last_delivered: "102-0".into(),
+            entries_read: Some(13),
+            ..behind.clone()
+        };
+        assert_eq!(state.lost_to(&past_gap, 2), 5, "20 - 13 - 2 unread");
         state.entries_added = None;
-        assert_eq!(state.lost_to(&behind), 1, "unknown count, but a loss");
+        assert_eq!(state.lost_to(&behind, 5), 1, "unknown count, but a loss");
+        assert_eq!(state.lost_to(&past_gap, 2), 0, "no counters, no gap seen");
     }
 }

@@ -819,6 +819,67 @@ async fn a_restarted_consumer_counts_trimming_losses_before_its_first_read() {
 }
 
 #[tokio::test]
+async fn losses_are_counted_after_the_group_read_past_the_gap() {
+    let server = common::server();
+    let mut raw = common::raw(&server).await;
+    let lost = slow_group_then_python_trimming(&common::bus(&server).await, &mut raw).await;
+    // Another member of the group reads past the gap (and everything left)
+    // before any check of this process ran.
+    let left = xlen(&mut raw, READINGS).await;
+    let read = xreadgroup(&mut raw, &[READINGS], "slow", "python-1", left as usize).await;
+    assert_eq!(read.len() as u64, left);
+    for chunk in read.chunks(100) {
+        redis::cmd("XACK")
+            .arg(READINGS)
+            .arg("slow")
+            .arg(chunk)
+            .query_async::<u64>(&mut raw)
+            .await
+            .expect("XACK");
+    }
+    // A consumer started now finds its group caught up, past the gap.
+    let bus = common::bus(&server).await;
+    let log = Log::default();
+    let c = Consumer::new(
+        &bus,
+        fast("slow", "slow-2")
+            .contracts(["sensor.reading"])
+            .housekeeping_interval(Duration::from_millis(100)),
+    )
+    .await
+    .expect("consumer");
+    let running = Running::spawn(c, recorder(&log));
+    common::eventually(Duration::from_secs(2), || {
+        let n = metric(&bus, TRIMMED, READINGS, "slow");
+        async move { n > 0.0 }
+    })
+    .await;
+    assert_eq!(metric(&bus, TRIMMED, READINGS, "slow"), lost as f64);
+    // New entries after it change nothing: counted once.
+    let more = publish_readings(&bus, 5).await;
+    until_len(&log, 5, Duration::from_secs(5)).await;
+    assert_eq!(ids_of(&log), more);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    running.stop().await;
+    assert_eq!(metric(&bus, TRIMMED, READINGS, "slow"), lost as f64);
+}
+
+async fn xlen(raw: &mut ConnectionManager, stream: &str) -> u64 {
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query_async(raw)
+        .await
+        .expect("XLEN")
+}
+
+async fn publish_readings(bus: &Bus, n: u64) -> Vec<String> {
+    let msgs: Vec<_> = (10_000..10_000 + n).map(examples::sensor_reading).collect();
+    bus.publish_batch("sensor.reading", &msgs)
+        .await
+        .expect("publish")
+}
+
+#[tokio::test]
 async fn the_observer_counts_trimming_losses_of_groups() {
     let server = common::server();
     let mut raw = common::raw(&server).await;
