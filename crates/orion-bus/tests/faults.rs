@@ -694,6 +694,44 @@ async fn a_deleted_stream_under_a_consumer_started_at_new_loses_nothing_written_
 }
 
 #[tokio::test]
+async fn a_stream_deleted_with_undelivered_entries_counts_them_as_lost() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let log = Log::default();
+    let release = CancellationToken::new();
+    let c = Consumer::new(
+        &bus,
+        fast("g", "c")
+            .max_in_flight(1)
+            .read_count(1)
+            .housekeeping_interval(Duration::from_millis(50)),
+    )
+    .await
+    .expect("consumer");
+    let running = Running::spawn(c, held_until(&log, &release));
+    let old = publish_commands(&bus, 0, 5).await;
+    until_len(&log, 1, Duration::from_secs(5)).await;
+    // One in flight, four not yet delivered; a loss check sees that lag.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let new = then_add(&mut raw, &["DEL", COMMANDS], 5, 2).await;
+    release.cancel();
+    until_len(&log, 3, Duration::from_secs(5)).await;
+    assert_eq!(ids_of(&log), [&old[..1], &new[..]].concat());
+    assert_eq!(metric(&bus, RECREATED, COMMANDS, "g"), 1.0);
+    assert_eq!(
+        metric(&bus, TRIMMED, COMMANDS, "g"),
+        4.0,
+        "the four never delivered went with the stream"
+    );
+    assert!(common::all_acked_within(&raw, COMMANDS, "g", Duration::from_secs(2)).await);
+    running.stop().await;
+    assert_eq!(ids_of(&log), [&old[..1], &new[..]].concat());
+    assert_eq!(metric(&bus, TRIMMED, COMMANDS, "g"), 4.0, "counted once");
+    assert_eq!(pending(&mut raw, COMMANDS, "g").await, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn a_destroyed_group_is_recreated_without_replaying_what_was_handled() {
     let server = common::server();
     let bus = common::bus(&server).await;

@@ -46,15 +46,18 @@ pub(super) async fn create(
     stream: &str,
     group: &str,
     start: &str,
+    entries_read: Option<u64>,
 ) -> redis::RedisResult<bool> {
-    let result: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
+    let mut cmd = redis::cmd("XGROUP");
+    cmd.arg("CREATE")
         .arg(stream)
         .arg(group)
         .arg(start)
-        .arg("MKSTREAM")
-        .query_async(conn)
-        .await;
+        .arg("MKSTREAM");
+    if let Some(n) = entries_read {
+        cmd.arg("ENTRIESREAD").arg(n);
+    }
+    let result: redis::RedisResult<()> = cmd.query_async(conn).await;
     match result {
         Ok(()) => Ok(true),
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
@@ -99,7 +102,7 @@ pub(super) async fn create_all(
     start: &StartId,
 ) -> Result<(), ConsumeError> {
     for stream in streams {
-        create(conn, stream, group, start.as_arg())
+        create(conn, stream, group, start.as_arg(), None)
             .await
             .map_err(|source| ConsumeError::CreateGroup {
                 stream: stream.to_owned(),
@@ -112,11 +115,30 @@ pub(super) async fn create_all(
 
 /// After `NOGROUP`: creates the group again on source `idx` where it last
 /// stood, then checks for losses. Returns false when Redis refused.
+///
+/// When the stream itself is new (empty, or deleted and written again, or
+/// Redis restarted empty: fewer entries ever added than last seen), the
+/// group starts with
+/// `ENTRIESREAD 0`, so that Redis counts every entry of the new stream as
+/// unread, and the entries the old stream still had undelivered at the
+/// last loss check (its lag) are counted as lost with it.
 pub(super) async fn recreate(shared: &Shared, idx: usize) -> bool {
     let source = &shared.sources[idx];
     let at = source.resume_id();
     let mut conn = shared.conn.clone();
-    match create(&mut conn, &source.stream, &shared.group, &at).await {
+    let state = match retention::StreamState::read_without_groups(&mut conn, &source.stream).await {
+        Ok(s) => s,
+        Err(e) => {
+            shared.bus.metrics().redis_error(&e);
+            tracing::warn!(stream = %source.stream, group = %shared.group, error = %e, "reading the stream before recreating its group failed; will retry");
+            return false;
+        }
+    };
+    let before = source.last_counts.lock().ok().and_then(|c| *c);
+    let restarted = before.is_some_and(|(added, _)| state.entries_added.unwrap_or(0) < added);
+    let new_stream = restarted || state.first_id.is_none();
+    let entries_read = new_stream.then_some(0);
+    match create(&mut conn, &source.stream, &shared.group, &at, entries_read).await {
         Ok(true) => {
             shared
                 .bus
@@ -126,8 +148,26 @@ pub(super) async fn recreate(shared: &Shared, idx: usize) -> bool {
                 stream = %source.stream,
                 group = %shared.group,
                 at = %at,
+                new_stream,
                 "consumer group vanished (stream deleted, group destroyed or Redis restarted empty); recreated where it last stood"
             );
+            if restarted
+                && let Some((_, lag)) = before
+                && lag > 0
+            {
+                let gap = format!("recreated:{at}");
+                let new =
+                    shared
+                        .bus
+                        .metrics()
+                        .trimmed_unread(&source.stream, &shared.group, &gap, lag);
+                tracing::warn!(
+                    stream = %source.stream,
+                    group = %shared.group,
+                    lost = new,
+                    "the stream was deleted or emptied with entries this group had not read (at least this many, from the last check)"
+                );
+            }
         }
         Ok(false) => {} // another consumer recreated it first
         Err(e) => {
@@ -154,6 +194,11 @@ pub(super) async fn check_loss(shared: &Shared, conn: &mut ConnectionManager, id
         Ok(state) => {
             if let Some(g) = state.groups.iter().find(|g| g.name == shared.group) {
                 source.note_delivered(&g.last_delivered);
+                if let (Some(added), Some(lag), Ok(mut counts)) =
+                    (state.entries_added, g.lag, source.last_counts.lock())
+                {
+                    *counts = Some((added, lag));
+                }
             }
         }
         Err(e) => {

@@ -171,6 +171,7 @@ impl Consumer {
                 contract,
                 accepted,
                 last_seen: std::sync::Mutex::new(None),
+                last_counts: std::sync::Mutex::new(None),
             });
         }
         let consumer = Self {

@@ -57,6 +57,10 @@ pub(super) struct Source {
     /// (from its reads and from `XINFO GROUPS`): where a vanished group
     /// is recreated.
     pub(super) last_seen: Mutex<Option<String>>,
+    /// At the last loss check: the stream's `entries-added` and the
+    /// group's lag (entries not yet delivered), for counting what a
+    /// deleted stream took with it.
+    pub(super) last_counts: Mutex<Option<(u64, u64)>>,
 }
 
 impl Source {
