@@ -1108,6 +1108,24 @@ async fn stale_consumers_with_nothing_pending_are_removed() {
     .await;
     assert_eq!(others(&raw).await, ["holder"], "the 20 stale ones are gone");
     assert_eq!(metric(&bus, STALE_REMOVED, COMMANDS, "g"), 20.0);
+    // `status` shows what was removed (the last ten), and by whom.
+    let status = orion_bus::status::collect(&bus).await.expect("status");
+    let group = status
+        .iter()
+        .find(|s| s.stream == COMMANDS)
+        .and_then(|s| s.groups.iter().find(|g| g.name == "g"))
+        .expect("group g in status");
+    assert_eq!(group.removed_consumers.len(), 10);
+    for r in &group.removed_consumers {
+        assert!(r.name.starts_with("stopped-"), "{r:?}");
+        assert_eq!(r.removed_by, "live");
+        assert!(r.idle_ms >= 1000, "{r:?}");
+    }
+    let table = orion_bus::status::render(&status);
+    assert!(
+        table.contains("removed  stopped-") && table.contains("by live"),
+        "{table}"
+    );
     // A consumer seen just now is not stale.
     redis::cmd("XGROUP")
         .arg("CREATECONSUMER")
