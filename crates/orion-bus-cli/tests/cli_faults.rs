@@ -510,3 +510,73 @@ fn a_second_consume_waiting_for_its_name_takes_over_when_the_first_stops() {
     assert_eq!(second.ids(), after);
     assert_eq!(pending(&server, "g"), Vec::<String>::new());
 }
+
+// ---------------------------------------------------------------------
+// consume with the flow settings given: nothing stalls, nothing repeats.
+// ---------------------------------------------------------------------
+
+#[test]
+fn consume_with_concurrency_max_in_flight_and_read_count_given_handles_each_entry_once() {
+    let server = RedisServer::start().expect("redis");
+    let ids = publish(&server, 1, 40);
+    let out = cmd(&server)
+        .args([
+            "consume",
+            "command",
+            "--group",
+            "g",
+            "--consumer",
+            "c",
+            "--count",
+            "40",
+            "--concurrency",
+            "4",
+            "--max-in-flight",
+            "8",
+            "--read-count",
+            "4",
+            "--block",
+            "100ms",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn consume");
+    let mut child = out;
+    let status = exit_within(&mut child, Duration::from_secs(20)).expect("consume exits");
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    assert!(status.success(), "{status:?}");
+    let mut printed: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("an NDJSON line");
+            v["id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    printed.sort();
+    let mut want = ids;
+    want.sort();
+    assert_eq!(printed, want, "each entry printed once");
+    assert_eq!(pending(&server, "g"), Vec::<String>::new());
+    // A bad value is refused before anything runs.
+    let bad = cmd(&server)
+        .args([
+            "consume",
+            "command",
+            "--group",
+            "g",
+            "--consumer",
+            "d",
+            "--max-in-flight",
+            "0",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+}
