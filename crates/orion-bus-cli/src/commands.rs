@@ -24,8 +24,11 @@ macro_rules! say {
     }};
 }
 
-/// Largest number of messages written in one pipeline by `publish`.
+/// Largest number of messages `publish` writes in one transaction.
 const PUBLISH_CHUNK: usize = 1000;
+
+/// Invalid messages listed one per line before the summary, at most.
+const MAX_LISTED_ERRORS: usize = 20;
 
 pub async fn run(command: Command, settings: Settings) -> ExitCode {
     match command {
@@ -229,8 +232,11 @@ async fn publish(settings: &Settings, contract: &str, file: &str) -> ExitCode {
         }
     }
     if !errors.is_empty() {
-        for e in &errors {
+        for e in errors.iter().take(MAX_LISTED_ERRORS) {
             eprintln!("{e}");
+        }
+        if errors.len() > MAX_LISTED_ERRORS {
+            eprintln!("... and {} more", errors.len() - MAX_LISTED_ERRORS);
         }
         return fail(
             EXIT_FAILED,
@@ -241,7 +247,11 @@ async fn publish(settings: &Settings, contract: &str, file: &str) -> ExitCode {
             ),
         );
     }
-    for chunk in prepared.chunks(PUBLISH_CHUNK) {
+    // Each chunk is one transaction: written whole or not at all. Only ids
+    // Redis confirmed are printed.
+    let total = prepared.len();
+    for (n, chunk) in prepared.chunks(PUBLISH_CHUNK).enumerate() {
+        let first = n * PUBLISH_CHUNK;
         match bus.publish_prepared(chunk).await {
             Ok(ids) => {
                 let mut stdout = std::io::stdout().lock();
@@ -250,7 +260,31 @@ async fn publish(settings: &Settings, contract: &str, file: &str) -> ExitCode {
                 }
                 let _ = stdout.flush();
             }
-            Err(e) => return fail(EXIT_FAILED, e),
+            Err(e) => {
+                let last = first + chunk.len();
+                let line = |i: usize| messages.get(i).map_or(0, |(l, _)| *l);
+                let this = format!(
+                    "messages {}-{} (lines {}-{})",
+                    first + 1,
+                    last,
+                    line(first),
+                    line(last - 1)
+                );
+                let what = if e.may_have_been_written() {
+                    format!("{this}: outcome unknown, all or none of them were written")
+                } else {
+                    format!("{this}: not written")
+                };
+                let rest = if last < total {
+                    format!("; messages {}-{total} not sent", last + 1)
+                } else {
+                    String::new()
+                };
+                return fail(
+                    EXIT_FAILED,
+                    format!("{e}; {first} message(s) written (ids printed); {what}{rest}"),
+                );
+            }
         }
     }
     ExitCode::SUCCESS

@@ -162,13 +162,33 @@ pub enum PublishError {
     },
     /// Redis failed. The message may or may not have been written if the
     /// connection dropped after sending; see [`PublishError::is_retryable`].
-    #[error("publishing to {stream} failed: {source}")]
+    #[error("publishing to {stream} failed: {}", one_line(source))]
     Redis {
         /// The stream.
         stream: String,
         /// The Redis error.
         source: redis::RedisError,
     },
+}
+
+/// A Redis error as one readable line: an aborted transaction lists an
+/// error per command, which for a large batch is thousands of repeats.
+fn one_line(e: &redis::RedisError) -> String {
+    const MAX: usize = 300;
+    let text = e.to_string().replace('\n', " ");
+    if text.len() <= MAX {
+        return text;
+    }
+    let mut cut = MAX;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let repeats = text.matches("(Index ").count();
+    if repeats > 1 {
+        format!("{}… ({repeats} commands refused in all)", &text[..cut])
+    } else {
+        format!("{}… ({} bytes in all)", &text[..cut], text.len())
+    }
 }
 
 fn index_suffix(index: Option<usize>) -> String {
@@ -182,6 +202,24 @@ impl PublishError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Redis { source, .. } => crate::backoff::is_transient(source),
+            _ => false,
+        }
+    }
+
+    /// For a Redis failure: true when the write may have been applied
+    /// even so (the connection dropped or the reply timed out after the
+    /// command was sent); false when Redis refused it or it was never
+    /// sent, and for every other error (nothing was written). A batch is
+    /// one transaction: "may have been written" means all of it or none.
+    #[must_use]
+    pub fn may_have_been_written(&self) -> bool {
+        match self {
+            Self::Redis { source, .. } => {
+                !source.is_connection_refusal()
+                    && (source.is_timeout()
+                        || source.is_connection_dropped()
+                        || source.is_io_error())
+            }
             _ => false,
         }
     }
@@ -454,7 +492,8 @@ impl Bus {
 
     /// Validates every message first; if any is invalid nothing is written
     /// and the error names its index. Otherwise writes all of them in one
-    /// pipelined round trip and returns their ids in order.
+    /// transaction (see [`Self::publish_prepared`]) and returns their ids
+    /// in order.
     ///
     /// # Errors
     /// See [`PublishError`].
@@ -489,10 +528,16 @@ impl Bus {
     }
 
     /// Writes already-prepared messages (any mix of contracts) in one
-    /// pipelined round trip and returns their ids in order.
+    /// transaction (`MULTI` … `EXEC`, one round trip) and returns their ids
+    /// in order. All or nothing: a refusal of any command (`OOM` at
+    /// `maxmemory`, say) aborts the whole transaction (`EXECABORT`), and
+    /// nothing is written. The whole batch is held in Redis's memory until
+    /// `EXEC`; keep batches to thousands, not millions.
     ///
     /// # Errors
-    /// [`PublishError::Redis`].
+    /// [`PublishError::Redis`]; [`PublishError::may_have_been_written`]
+    /// tells a refusal (nothing written) from a lost reply (the whole
+    /// batch, or none of it, was written).
     pub async fn publish_prepared(&self, batch: &[Prepared]) -> Result<Vec<String>, PublishError> {
         let Some(first) = batch.first() else {
             return Ok(Vec::new());
@@ -501,6 +546,7 @@ impl Bus {
             return Ok(vec![self.write_one(first).await?]);
         }
         let mut pipe = redis::pipe();
+        pipe.atomic();
         for p in batch {
             pipe.add_command(self.xadd(p));
         }

@@ -1,0 +1,147 @@
+//! `orion-bus publish` of a batch against a real redis-server: each
+//! transaction is written whole or not at all, only ids Redis confirmed are
+//! printed, and the error is one line that says what happened.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use orion_bus_harness::RedisServer;
+
+fn cmd(server: &RedisServer) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_orion-bus"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ORION_BUS_") {
+            c.env_remove(k);
+        }
+    }
+    c.env(
+        "ORION_BUS_CONTRACTS_DIR",
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contracts"),
+    )
+    .env("ORION_BUS_LOG_LEVEL", "warn")
+    .env("ORION_BUS_REDIS_URL", server.url());
+    c
+}
+
+fn redis_cli(server: &RedisServer, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(server.port().to_string())
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn ndjson(from: u64, n: u64) -> String {
+    (from..from + n)
+        .map(|k| {
+            orion_bus::examples::sample("sensor.reading", k)
+                .expect("example")
+                .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+fn publish(server: &RedisServer, input: &str) -> (Option<i32>, String, String) {
+    let mut child = cmd(server)
+        .args(["publish", "sensor.reading"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("publish");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_batch_refused_at_maxmemory_prints_no_id_writes_nothing_and_says_so_in_one_line() {
+    let server = RedisServer::start().expect("redis");
+    let (code, out, err) = publish(&server, &ndjson(0, 10));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.lines().count(), 10);
+    let used: u64 = redis_cli(&server, &["INFO", "memory"])
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory");
+    redis_cli(
+        &server,
+        &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+    );
+    redis_cli(
+        &server,
+        &[
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            &(used + 64 * 1024).to_string(),
+        ],
+    );
+    // 500 messages (one transaction) cannot be queued in 64 KiB.
+    let (code, out, err) = publish(&server, &ndjson(100, 500));
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(out, "", "no id printed");
+    assert_eq!(redis_cli(&server, &["XLEN", "orion:sensor.readings"]), "10");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(
+        lines[0].contains("OOM")
+            && lines[0].contains("messages 1-500")
+            && lines[0].contains("not written"),
+        "{err}"
+    );
+    assert!(lines[0].len() < 600, "readable: {} bytes", lines[0].len());
+}
+
+#[test]
+fn a_large_input_stops_at_the_refused_transaction_and_prints_only_what_was_written() {
+    let server = RedisServer::start().expect("redis");
+    // Room for about the first transaction of 1,000, not for the second.
+    let used: u64 = redis_cli(&server, &["INFO", "memory"])
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory");
+    redis_cli(
+        &server,
+        &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+    );
+    redis_cli(
+        &server,
+        &[
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            &(used + 900 * 1024).to_string(),
+        ],
+    );
+    let (code, out, err) = publish(&server, &ndjson(0, 5000));
+    assert_eq!(code, Some(1), "{err}");
+    let printed = out.lines().count();
+    let written: usize = redis_cli(&server, &["XLEN", "orion:sensor.readings"])
+        .parse()
+        .expect("XLEN");
+    assert_eq!(printed, written, "exactly the ids written are printed");
+    assert_eq!(printed % 1000, 0, "whole transactions only: {printed}");
+    assert!((1000..5000).contains(&printed), "some transactions went through: {printed}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("{printed} message(s) written")) && err.contains("not sent")
+            || printed == 4000,
+        "{err}"
+    );
+}
