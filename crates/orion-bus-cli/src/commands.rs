@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use orion_bus::config::Settings;
@@ -11,6 +11,7 @@ use orion_bus::inspect::{self, split_json_input};
 use orion_bus::{Bus, Consumer, ContractRegistry, Delivery, HandlerError, Metrics, PublishError};
 use orion_bus_harness::RedisServer;
 use serde_json::json;
+use tokio::io::AsyncWriteExt as _;
 
 use crate::{Command, DlqAction, EXIT_FAILED, EXIT_USAGE};
 
@@ -344,7 +345,9 @@ async fn consume(
         Ok(c) => c,
         Err(e) => return fail(EXIT_FAILED, e),
     };
-    let out = Arc::new(Mutex::new(std::io::stdout()));
+    // Written asynchronously: a reader that stops reading (a full pipe)
+    // holds up this handler only, and the shutdown grace still ends it.
+    let out = Arc::new(tokio::sync::Mutex::new(tokio::io::stdout()));
     let shutdown = crate::signal::shutdown_token();
     let http = if metrics {
         let listener = match tokio::net::TcpListener::bind(settings.http_addr).await {
@@ -374,18 +377,20 @@ async fn consume(
                 "id": d.id(),
                 "data": d.message(),
             });
-            let mut out = out
-                .lock()
-                .map_err(|_| HandlerError::retryable("stdout lock poisoned"))?;
+            let mut text = line.to_string();
+            text.push('\n');
+            let mut out = out.lock().await;
             // The entry is acked only if its line was written. When the
             // output is gone (`consume | head -1`), stop: every further
             // entry would fail the same way and use up its deliveries.
-            writeln!(out, "{line}")
-                .and_then(|()| out.flush())
-                .map_err(|e| {
-                    stop.cancel();
-                    HandlerError::retryable(format!("cannot write to standard output: {e}"))
-                })
+            let written = async {
+                out.write_all(text.as_bytes()).await?;
+                out.flush().await
+            };
+            written.await.map_err(|e| {
+                stop.cancel();
+                HandlerError::retryable(format!("cannot write to standard output: {e}"))
+            })
         }
     };
     let http_stop = shutdown.clone();

@@ -137,7 +137,10 @@ fn a_large_input_stops_at_the_refused_transaction_and_prints_only_what_was_writt
         .expect("XLEN");
     assert_eq!(printed, written, "exactly the ids written are printed");
     assert_eq!(printed % 1000, 0, "whole transactions only: {printed}");
-    assert!((1000..5000).contains(&printed), "some transactions went through: {printed}");
+    assert!(
+        (1000..5000).contains(&printed),
+        "some transactions went through: {printed}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains(&format!("{printed} message(s) written")) && err.contains("not sent")
