@@ -95,6 +95,19 @@ pub struct ViolationLabels {
     pub source: String,
 }
 
+/// Labels of invalid entries the observer read, by reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObservedInvalidLabels {
+    /// Contract name.
+    pub contract: String,
+    /// Why the entry is invalid: the dead-letter reason a consumer would
+    /// give it (`contract_violation`, `invalid_json`, `non_finite_number`,
+    /// `lone_surrogate`, `not_utf8`, `too_large`, `missing_data`).
+    pub reason: String,
+    /// The message's `source` field (bounded; see the observer).
+    pub source: String,
+}
+
 /// The registry and every metric family, shared by all bus components.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -119,6 +132,7 @@ struct Inner {
     dead_letter_length: Family<StreamLabels, Gauge>,
     observed: Family<ObservedLabels, Counter>,
     observed_violations: Family<ViolationLabels, Counter>,
+    observed_invalid: Family<ObservedInvalidLabels, Counter>,
     redis_errors: Counter,
     redis_reconnects: Counter,
     workers_busy: Gauge,
@@ -240,6 +254,12 @@ impl Metrics {
             "Invalid entries the observer read, by the message's source field",
             observed_violations.clone(),
         );
+        let observed_invalid = Family::default();
+        registry.register(
+            "observed_invalid_messages",
+            "Invalid entries the observer read, by reason (the dead-letter reason a consumer would give them) and the message's source field",
+            observed_invalid.clone(),
+        );
         let redis_errors = Counter::default();
         registry.register(
             "redis_errors",
@@ -306,6 +326,7 @@ impl Metrics {
                 dead_letter_length,
                 observed,
                 observed_violations,
+                observed_invalid,
                 redis_errors,
                 redis_reconnects,
                 workers_busy,
@@ -439,6 +460,14 @@ impl Metrics {
         new
     }
 
+    /// Forgets what was reported lost for a group: after it was recreated
+    /// its Redis counters start over, and new losses count from zero.
+    pub fn forget_loss(&self, stream: &str, group: &str) {
+        if let Ok(mut seen) = self.inner.loss_seen.lock() {
+            seen.remove(&(stream.to_owned(), group.to_owned()));
+        }
+    }
+
     /// For a group that has read nothing yet: how many of the `removed`
     /// entries (added minus length) were removed while this process has
     /// been watching it. The first call for a group records the baseline.
@@ -519,6 +548,19 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Records one invalid entry read by the observer, with its reason
+    /// (alongside [`Self::observed`], which counts it by source only).
+    pub fn observed_invalid(&self, contract: &str, reason: &str, source: &str) {
+        self.inner
+            .observed_invalid
+            .get_or_create(&ObservedInvalidLabels {
+                contract: contract.to_owned(),
+                reason: reason.to_owned(),
+                source: source.to_owned(),
+            })
+            .inc();
     }
 
     /// Records `n` entries the observer missed (trimmed before it read them).

@@ -433,6 +433,139 @@ async fn orphans_behind_more_than_a_page_of_live_pending_entries_are_claimed() {
 // 3. A restart with more own pending entries than in-flight slots.
 // ---------------------------------------------------------------------
 
+/// A handler that records each id when it starts, then takes `work`.
+fn slow(log: &Log, work: Duration) -> impl Handler {
+    let log = log.clone();
+    move |d: Delivery| {
+        log.lock().expect("lock").push(d.id().to_owned());
+        async move {
+            tokio::time::sleep(work).await;
+            Ok::<(), HandlerError>(())
+        }
+    }
+}
+
+#[tokio::test]
+async fn own_pending_entries_waiting_their_turn_are_not_handled_twice() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let ids = publish_commands(&bus, 0, 12).await;
+    xgroup_create(&mut raw, COMMANDS, "g", "0").await;
+    assert_eq!(xreadgroup(&mut raw, &[COMMANDS], "g", "c1", 12).await, ids);
+    // c2 is live and claims what looks dead after claim_idle.
+    let other = Log::default();
+    let c2 = Consumer::new(&bus, fast("g", "c2")).await.expect("c2");
+    let c2 = Running::spawn(c2, slow(&other, Duration::from_millis(10)));
+    // c1 restarts with 12 own entries, 2 slots, 1 s handlers: its later
+    // batches wait far longer than claim_idle.
+    let mine = Log::default();
+    let c1 = Consumer::new(&bus, fast("g", "c1").max_in_flight(2).concurrency(2))
+        .await
+        .expect("c1");
+    let c1 = Running::spawn(c1, slow(&mine, Duration::from_secs(1)));
+    assert!(
+        common::eventually(Duration::from_secs(15), || {
+            let n = len_of(&mine) + len_of(&other);
+            async move { n >= 12 }
+        })
+        .await
+    );
+    assert!(common::all_acked_within(&raw, COMMANDS, "g", Duration::from_secs(10)).await);
+    c1.stop().await;
+    c2.stop().await;
+    let mut all = ids_of(&mine);
+    all.extend(ids_of(&other));
+    assert_eq!(sorted(all), sorted(&ids), "each entry handled once");
+}
+
+#[tokio::test]
+async fn many_orphans_are_claimed_together_not_one_per_read() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let orphans = publish_commands(&bus, 0, 8).await;
+    xgroup_create(&mut raw, COMMANDS, "g", "0").await;
+    assert_eq!(
+        xreadgroup(&mut raw, &[COMMANDS], "g", "dead", 8).await,
+        orphans
+    );
+    let log = Log::default();
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let (at, l) = (started.clone(), log.clone());
+    let live = Consumer::new(
+        &bus,
+        fast("g", "live")
+            .block(Duration::from_secs(1))
+            .concurrency(8)
+            .max_in_flight(32)
+            .read_count(32),
+    )
+    .await
+    .expect("consumer");
+    let begin = Instant::now();
+    let running = Running::spawn(live, move |d: Delivery| {
+        l.lock().expect("lock").push(d.id().to_owned());
+        at.lock().expect("lock").push(begin.elapsed());
+        async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Ok::<(), HandlerError>(())
+        }
+    });
+    until_len(&log, 8, Duration::from_secs(15)).await;
+    assert_eq!(sorted(ids_of(&log)), sorted(&orphans));
+    let times = started.lock().expect("lock").clone();
+    let first = times.iter().min().copied().unwrap_or_default();
+    let last = times.iter().max().copied().unwrap_or_default();
+    // One read's block (1 s) at most between the first and the last, not
+    // one per orphan (about 7 s).
+    assert!(
+        last - first < Duration::from_millis(1500),
+        "claimed over {:?}: {times:?}",
+        last - first
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn an_entry_deleted_under_a_live_slow_handler_is_left_to_it() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let ids = publish_commands(&bus, 0, 1).await;
+    let log = Log::default();
+    let release = CancellationToken::new();
+    let owner = Consumer::new(&bus, fast("g", "owner"))
+        .await
+        .expect("owner");
+    let owner = Running::spawn(owner, held_until(&log, &release));
+    until_len(&log, 1, Duration::from_secs(5)).await;
+    redis::cmd("XDEL")
+        .arg(COMMANDS)
+        .arg(&ids[0])
+        .query_async::<u64>(&mut raw)
+        .await
+        .expect("XDEL");
+    // Another consumer runs for several claim_idle periods meanwhile.
+    let other = Log::default();
+    let c2 = Consumer::new(&bus, fast("g", "c2")).await.expect("c2");
+    let c2 = Running::spawn(c2, recorder(&other));
+    tokio::time::sleep(CLAIM_IDLE * 6).await;
+    assert_eq!(
+        dead_letters(&mut raw, COMMANDS).await,
+        Vec::new(),
+        "not taken from a live owner"
+    );
+    assert_eq!(pending(&mut raw, COMMANDS, "g").await, ids);
+    release.cancel();
+    assert!(common::all_acked_within(&raw, COMMANDS, "g", Duration::from_secs(3)).await);
+    owner.stop().await;
+    c2.stop().await;
+    assert_eq!(ids_of(&log), ids, "handled once, by its owner");
+    assert_eq!(ids_of(&other), Vec::<String>::new());
+    assert_eq!(dead_letters(&mut raw, COMMANDS).await, Vec::new());
+}
+
 #[tokio::test]
 async fn a_restart_with_more_own_pending_entries_than_max_in_flight_handles_them_all() {
     let server = common::server();

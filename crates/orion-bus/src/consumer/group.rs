@@ -140,10 +140,8 @@ pub(super) async fn recreate(shared: &Shared, idx: usize) -> bool {
     let entries_read = new_stream.then_some(0);
     match create(&mut conn, &source.stream, &shared.group, &at, entries_read).await {
         Ok(true) => {
-            shared
-                .bus
-                .metrics()
-                .group_recreated(&source.stream, &shared.group);
+            let metrics = shared.bus.metrics();
+            metrics.group_recreated(&source.stream, &shared.group);
             tracing::warn!(
                 stream = %source.stream,
                 group = %shared.group,

@@ -4,8 +4,8 @@
 //! connection of its own, so that a handler that blocks its runtime's
 //! threads (CPU-bound work, a blocking call) cannot stop it. Every
 //! `claim_idle / 3` it resets the idle time of each entry this consumer is
-//! working on and renews its holds on idempotency keys; every
-//! [`RENEW_EVERY`] it renews the consumer-name lease. A live consumer's
+//! working on and renews its holds on idempotency keys; four times per
+//! lease TTL it renews the consumer-name lease. A live consumer's
 //! entries therefore never look dead, however long a handler runs.
 //!
 //! The idle reset is a script that touches (`XCLAIM ... JUSTID`, which is
@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::lease::{RENEW_EVERY, Renewal};
+use super::lease::Renewal;
 use crate::backoff::Backoff;
 
 /// Resets the idle time of the given entries that are still pending on
@@ -87,8 +87,10 @@ impl Drop for Heartbeat {
 }
 
 impl Heartbeat {
-    /// Starts the thread. If it cannot be started, the consumer runs with
-    /// the heartbeat on its own runtime instead (logged).
+    /// Starts the thread. If the system cannot give it one (out of
+    /// threads), the consumer runs without a heartbeat and logs an error:
+    /// its slow entries may then be claimed and handled again elsewhere
+    /// after `claim_idle`, and its name lease lapses.
     pub fn start(shared: Arc<Shared>) -> Self {
         let stop = CancellationToken::new();
         let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -116,7 +118,7 @@ impl Heartbeat {
                 }
             });
         if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the heartbeat thread");
+            tracing::error!(error = %e, "cannot start the heartbeat thread; running without a heartbeat");
         }
         Self {
             stop,
@@ -154,7 +156,8 @@ async fn run(shared: &Shared, stop: &CancellationToken) -> Option<ConnectionMana
         }
     };
     let beat_every = shared.options.claim_idle / 3;
-    let tick = beat_every.min(RENEW_EVERY);
+    let renew_every = shared.lease.renew_every();
+    let tick = beat_every.min(renew_every);
     let mut last_beat = tokio::time::Instant::now();
     let mut last_renewal = tokio::time::Instant::now();
     loop {
@@ -162,7 +165,7 @@ async fn run(shared: &Shared, stop: &CancellationToken) -> Option<ConnectionMana
             () = stop.cancelled() => return Some(conn),
             () = tokio::time::sleep(tick) => {}
         }
-        if last_renewal.elapsed() + tick / 2 >= RENEW_EVERY {
+        if last_renewal.elapsed() + tick / 2 >= renew_every {
             renew_lease(shared, &mut conn).await;
             last_renewal = tokio::time::Instant::now();
         }

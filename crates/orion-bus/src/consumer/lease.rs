@@ -2,12 +2,14 @@
 //!
 //! Owns [`Lease`]: the key `{prefix}:consumer-lease:{group}:{consumer}`
 //! holds a string naming the process that runs the consumer (host, pid
-//! and a random tag), with a TTL of [`LEASE_TTL`]. It is taken with
-//! `SET NX PX` before the consumer reads anything, renewed by the
-//! heartbeat thread, and deleted on a clean stop; a crashed process's
+//! and a random tag), with a TTL of `claim_idle` (1 s to 10 s). It is
+//! taken with `SET NX PX` before the consumer reads anything, renewed by
+//! the heartbeat thread, and deleted on a clean stop; a crashed process's
 //! lease expires by itself. Two processes with one name would take each
 //! other's in-flight entries for their own pending ones and handle them
-//! twice; the lease turns that into a clear error at start.
+//! twice; the lease turns that into a clear error at start. It is also
+//! the proof of life other consumers check before they claim an entry
+//! from its holder.
 //!
 //! Only a Redis that refuses the write for memory (`OOM` at `maxmemory`)
 //! lets a consumer start without its lease: it warns, and the heartbeat
@@ -23,11 +25,11 @@ use super::ConsumeError;
 use crate::backoff::{Backoff, is_transient};
 use crate::metrics::Metrics;
 
-/// How long a lease outlives its last renewal.
-pub(crate) const LEASE_TTL: Duration = Duration::from_secs(10);
+/// The longest a lease outlives its last renewal.
+const MAX_TTL: Duration = Duration::from_secs(10);
 
-/// How often the heartbeat renews the lease.
-pub(super) const RENEW_EVERY: Duration = Duration::from_millis(2500);
+/// The shortest.
+const MIN_TTL: Duration = Duration::from_secs(1);
 
 /// One consumer's lease on its name.
 #[derive(Debug, Clone)]
@@ -38,6 +40,10 @@ pub(super) struct Lease {
     pub holder: String,
     group: String,
     consumer: String,
+    /// How long the lease outlives its last renewal: `claim_idle`, between
+    /// 1 s and 10 s. A crashed consumer's name is free, and its entries
+    /// claimable, that long after its last beat.
+    ttl: Duration,
 }
 
 /// What a renewal found.
@@ -81,10 +87,6 @@ return 0
     )
 });
 
-fn ttl_ms() -> u64 {
-    u64::try_from(LEASE_TTL.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// This host's name, for the holder string.
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -98,8 +100,8 @@ fn host_name() -> String {
 
 impl Lease {
     /// The lease for `consumer` in `group`, with a holder string unique to
-    /// this run.
-    pub fn new(prefix: &str, group: &str, consumer: &str) -> Self {
+    /// this run and a TTL of `claim_idle` (between 1 s and 10 s).
+    pub fn new(prefix: &str, group: &str, consumer: &str, claim_idle: Duration) -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string();
         Self {
             key: format!("{prefix}:consumer-lease:{group}:{consumer}"),
@@ -111,7 +113,17 @@ impl Lease {
             ),
             group: group.to_owned(),
             consumer: consumer.to_owned(),
+            ttl: claim_idle.clamp(MIN_TTL, MAX_TTL),
         }
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// How often the heartbeat renews the lease: four times per TTL.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 4
     }
 
     /// The lease key of another consumer of the same group.
@@ -140,7 +152,7 @@ impl Lease {
                 .arg(&self.holder)
                 .arg("NX")
                 .arg("PX")
-                .arg(ttl_ms())
+                .arg(self.ttl_ms())
                 .arg("GET")
                 .query_async(conn)
                 .await;
@@ -203,7 +215,7 @@ impl Lease {
         let reply: redis::Value = RENEW_SCRIPT
             .key(&self.key)
             .arg(&self.holder)
-            .arg(ttl_ms())
+            .arg(self.ttl_ms())
             .invoke_async(conn)
             .await?;
         Ok(match reply {

@@ -227,7 +227,12 @@ impl Consumer {
             sources,
         } = self;
         let reader_conn = bus.settings().connect_blocking(options.block).await?;
-        let lease = lease::Lease::new(&bus.options().prefix, &options.group, &options.consumer);
+        let lease = lease::Lease::new(
+            &bus.options().prefix,
+            &options.group,
+            &options.consumer,
+            options.claim_idle,
+        );
         let mut conn = bus.connection();
         lease
             .acquire(&mut conn, bus.metrics(), options.wait_for_name, shutdown)

@@ -32,8 +32,8 @@
 //! a thread of its own ([`super::heartbeat`]).
 
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -42,10 +42,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Shared, Work, dead_letter, group};
 use crate::wire::{self, RawEntry};
-
-/// `XCLAIM` min-idle for taking back own entries: one that another
-/// consumer claimed this instant is left to it.
-const OWN_MIN_IDLE: Duration = Duration::from_millis(50);
 
 /// Pending entries looked at per stream per pass.
 const PAGE: usize = 128;
@@ -88,62 +84,73 @@ async fn xpending(
         .collect())
 }
 
-/// `XCLAIM`s `ids` for this consumer if still idle for `min_idle`; returns
-/// the entries claimed, plus, as entries without fields, those deleted
-/// from the stream while pending (trimmed or `XDEL`ed), so that they are
-/// dead-lettered as `deleted` rather than vanish. They are found before
-/// the `XCLAIM`, which on Redis 7 drops such ids from the pending list
-/// without a word; they stay pending until their dead letter is written
-/// (once: the dead-letter script skips entries no longer pending). Ids
-/// grabbed by someone else in between are left out.
+/// Claims the given entries for `ARGV[2]` in one step, each only if it is
+/// still pending, idle for `ARGV[3]` ms, held by `ARGV[4]` (when not
+/// empty) and still in the stream. Entries deleted from the stream are not
+/// claimed (Redis 7's `XCLAIM` would drop them from the pending list) but
+/// returned as gone, to be dead-lettered. `KEYS`: the stream. `ARGV`: the
+/// group, this consumer, the min idle time, the required owner, the ids.
+/// Returns `{XCLAIM reply, gone ids}`.
+static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local min_idle = tonumber(ARGV[3])
+local take = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3]}
+local gone = {}
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if #p == 1 and p[1][3] >= min_idle and (ARGV[4] == '' or p[1][2] == ARGV[4]) then
+    if #redis.call('XRANGE', KEYS[1], id, id) == 1 then
+      take[#take + 1] = id
+    else
+      gone[#gone + 1] = id
+    end
+  end
+end
+local claimed = {}
+if #take > 5 then
+  claimed = redis.call(unpack(take))
+end
+return {claimed, gone}
+",
+    )
+});
+
+/// Claims `ids` for this consumer (see [`CLAIM_SCRIPT`]): entries still
+/// pending, idle for `min_idle` and, with `owner`, still held by it.
+/// Returns the entries claimed, plus, as entries without fields, those
+/// deleted from the stream while pending (trimmed or `XDEL`ed), so that
+/// they are dead-lettered as `deleted` rather than vanish; they stay
+/// pending until their dead letter is written (once: the dead-letter
+/// script skips entries no longer pending). Ids that someone else holds
+/// now, or that were acked, are left out.
 async fn claim(
     shared: &Shared,
     conn: &mut ConnectionManager,
     idx: usize,
     min_idle: Duration,
+    owner: Option<&str>,
     ids: &[&str],
 ) -> redis::RedisResult<Vec<RawEntry>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
     let stream = &*shared.sources[idx].stream;
-    let mut pipe = redis::pipe();
-    for id in ids {
-        pipe.cmd("XRANGE").arg(stream).arg(*id).arg(*id);
-    }
-    let found: Vec<redis::Value> = pipe.query_async(conn).await?;
-    let (mut gone, mut present) = (Vec::new(), Vec::new());
-    for (id, reply) in ids.iter().copied().zip(found) {
-        if matches!(&reply, redis::Value::Array(rows) if rows.is_empty()) {
-            gone.push(RawEntry {
-                id: id.to_owned(),
-                fields: None,
-            });
-        } else {
-            present.push(id);
-        }
-    }
-    let mut entries = Vec::new();
-    if !present.is_empty() {
-        let mut cmd = redis::cmd("XCLAIM");
-        cmd.arg(stream)
-            .arg(&shared.group)
-            .arg(&shared.consumer)
-            .arg(millis(min_idle))
-            .arg(&present);
-        let raw: redis::Value = cmd.query_async(conn).await?;
-        entries = wire::parse_entries(raw).map_err(|e| {
-            redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "XCLAIM reply", e.0))
-        })?;
-        // Deleted between the check and the claim: Redis 7 has dropped it
-        // from the pending list already; nothing left to dead-letter.
-        for id in present {
-            if !entries.iter().any(|e| e.id == id) {
-                tracing::debug!(stream, group = %shared.group, id, "not claimed: taken by another consumer, or deleted just now");
-            }
-        }
-    }
-    entries.extend(gone);
+    let reply: (redis::Value, Vec<String>) = CLAIM_SCRIPT
+        .key(stream)
+        .arg(&shared.group)
+        .arg(&shared.consumer)
+        .arg(millis(min_idle))
+        .arg(owner.unwrap_or(""))
+        .arg(ids)
+        .invoke_async(conn)
+        .await?;
+    let (claimed, gone) = reply;
+    let mut entries = wire::parse_entries(claimed).map_err(|e| {
+        redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "XCLAIM reply", e.0))
+    })?;
+    entries.extend(gone.into_iter().map(|id| RawEntry { id, fields: None }));
     Ok(entries)
 }
 
@@ -176,23 +183,41 @@ fn slot_wait(shared: &Shared) -> Duration {
     shared.options.block + Duration::from_millis(250)
 }
 
-/// Up to `want` in-flight slots: waits (in FIFO order, at most `wait`,
-/// and never past `stop`) for the first, then takes what is free.
+/// Up to `want` in-flight slots (at most `max_in_flight`). With a `wait`
+/// limit, waits in the semaphore's FIFO queue, at most that long, for all
+/// of them, so that the reader cannot take the slots freed in between;
+/// failing that, for one. Without (`None`: until `stop`), waits for one.
+/// Then takes what else is free.
 async fn slots(
     in_flight: &Arc<Semaphore>,
     want: usize,
+    max_in_flight: usize,
     wait: Option<Duration>,
     stop: &CancellationToken,
 ) -> Option<OwnedSemaphorePermit> {
-    let first = in_flight.clone().acquire_owned();
-    let mut permit = tokio::select! {
-        () = stop.cancelled() => return None,
-        p = async {
+    let many = u32::try_from(want.clamp(1, max_in_flight.max(1))).unwrap_or(1);
+    let timed = |n: u32| {
+        let fut = in_flight.clone().acquire_many_owned(n);
+        async move {
             match wait {
-                Some(w) => tokio::time::timeout(w, first).await.ok()?.ok(),
-                None => first.await.ok(),
+                Some(w) => tokio::time::timeout(w, fut).await.ok()?.ok(),
+                None => fut.await.ok(),
             }
-        } => p?,
+        }
+    };
+    // At start (no wait limit) nothing else competes: take slots as the
+    // workers free them, one at least.
+    let first = if wait.is_some() { many } else { 1 };
+    let got = tokio::select! {
+        () = stop.cancelled() => return None,
+        p = timed(first) => p,
+    };
+    let mut permit = match got {
+        Some(p) => p,
+        None => tokio::select! {
+            () = stop.cancelled() => return None,
+            p = timed(1) => p?,
+        },
     };
     while permit.num_permits() < want {
         match in_flight.clone().try_acquire_owned() {
@@ -215,6 +240,7 @@ async fn take_over(
     idx: usize,
     rows: &[PendingRow],
     min_idle: Duration,
+    owner: Option<&str>,
     queue: &mpsc::UnboundedSender<Work>,
     in_flight: &Arc<Semaphore>,
     wait: Option<Duration>,
@@ -226,7 +252,7 @@ async fn take_over(
 
     if !exhausted.is_empty() {
         let ids: Vec<&str> = exhausted.iter().map(|r| r.id.as_str()).collect();
-        for entry in claim(shared, conn, idx, min_idle, &ids).await? {
+        for entry in claim(shared, conn, idx, min_idle, owner, &ids).await? {
             let deliveries = exhausted
                 .iter()
                 .find(|r| r.id == entry.id)
@@ -248,7 +274,15 @@ async fn take_over(
         if shared.budget.exhausted() {
             return Ok(true);
         }
-        let Some(mut permit) = slots(in_flight, rest.len(), wait, stop).await else {
+        let Some(mut permit) = slots(
+            in_flight,
+            rest.len(),
+            shared.options.max_in_flight,
+            wait,
+            stop,
+        )
+        .await
+        else {
             return Ok(false);
         };
         let granted = shared.budget.take(permit.num_permits());
@@ -261,7 +295,7 @@ async fn take_over(
         let (batch, later) = rest.split_at(granted.min(rest.len()));
         rest = later;
         let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
-        let entries = match claim(shared, conn, idx, min_idle, &ids).await {
+        let entries = match claim(shared, conn, idx, min_idle, owner, &ids).await {
             Ok(e) => e,
             Err(e) => {
                 shared.budget.give_back(granted);
@@ -358,6 +392,7 @@ pub(super) async fn own_pending_first(
                 idx,
                 &rows,
                 Duration::ZERO,
+                Some(&shared.consumer),
                 queue,
                 in_flight,
                 None,
@@ -476,6 +511,35 @@ where
     }
 }
 
+/// `rows` less those whose owner holds its name lease (is alive).
+async fn without_live_owners(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    rows: Vec<PendingRow>,
+) -> redis::RedisResult<Vec<PendingRow>> {
+    let mut owners: Vec<&str> = rows.iter().map(|r| r.owner.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    if owners.is_empty() {
+        return Ok(rows);
+    }
+    let mut pipe = redis::pipe();
+    for owner in &owners {
+        pipe.cmd("EXISTS").arg(shared.lease.key_for(owner));
+    }
+    let alive: Vec<bool> = pipe.query_async(conn).await?;
+    let live: std::collections::HashSet<String> = owners
+        .iter()
+        .zip(alive)
+        .filter(|(_, a)| *a)
+        .map(|(o, _)| (*o).to_owned())
+        .collect();
+    Ok(rows
+        .into_iter()
+        .filter(|r| !live.contains(&r.owner))
+        .collect())
+}
+
 /// One look at a stream's whole pending entries list: own entries nothing
 /// is working on, then (with `claim_orphans`) other consumers' entries
 /// idle for `claim_idle`.
@@ -518,9 +582,21 @@ async fn pass(
                     tracing::info!(stream, group = %shared.group, id = %r.id, "taking back an entry delivered to this consumer whose read reply was lost");
                 }
             }
-            // 50 ms: an entry another consumer claimed this instant is
-            // not taken back from it.
-            take_over(shared, &mut c, idx, &mine, OWN_MIN_IDLE, queue, in_flight, wait, stop).await
+            // Claimed only while still held by this consumer: one that
+            // another consumer took over in the meantime stays with it.
+            take_over(
+                shared,
+                &mut c,
+                idx,
+                &mine,
+                Duration::ZERO,
+                Some(&shared.consumer),
+                queue,
+                in_flight,
+                wait,
+                stop,
+            )
+            .await
         },
     )
     .await?;
@@ -534,10 +610,15 @@ async fn pass(
         o.claim_idle,
         None,
         |rows, mut c| async move {
-            let orphans: Vec<PendingRow> = rows
+            let candidates: Vec<PendingRow> = rows
                 .into_iter()
                 .filter(|r| r.owner != shared.consumer)
                 .collect();
+            // An owner whose name lease is alive is not dead, only slow to
+            // beat (a Redis outage, a failed entry waiting out a backoff
+            // longer than claim_idle, an entry deleted while its handler
+            // runs): its entries stay with it.
+            let orphans = without_live_owners(shared, &mut c, candidates).await?;
             for row in &orphans {
                 tracing::info!(
                     stream,
@@ -554,6 +635,7 @@ async fn pass(
                 idx,
                 &orphans,
                 o.claim_idle,
+                None,
                 queue,
                 in_flight,
                 wait,
