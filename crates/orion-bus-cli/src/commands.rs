@@ -10,7 +10,6 @@ use orion_bus::config::Settings;
 use orion_bus::inspect::{self, split_json_input};
 use orion_bus::{Bus, Consumer, ContractRegistry, Delivery, HandlerError, Metrics, PublishError};
 use orion_bus_harness::RedisServer;
-use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::{Command, DlqAction, EXIT_FAILED, EXIT_USAGE};
@@ -302,6 +301,15 @@ fn describe(e: &PublishError) -> String {
     }
 }
 
+/// One line of `consume`'s output.
+#[derive(serde::Serialize)]
+struct ConsumedLine<'a> {
+    contract: &'a str,
+    stream: &'a str,
+    id: &'a str,
+    data: &'a serde_json::value::RawValue,
+}
+
 async fn consume(
     settings: &Settings,
     contracts: Vec<String>,
@@ -371,13 +379,16 @@ async fn consume(
         let out = out.clone();
         let stop = stop.clone();
         async move {
-            let line = json!({
-                "contract": d.contract(),
-                "stream": d.stream(),
-                "id": d.id(),
-                "data": d.message(),
-            });
-            let mut text = line.to_string();
+            // The message with its numbers exactly as they were written
+            // (a `Value` would turn integers beyond 64 bits into floats).
+            let line = ConsumedLine {
+                contract: d.contract(),
+                stream: d.stream(),
+                id: d.id(),
+                data: &orion_bus::wire::exact_json(d.message(), d.data()),
+            };
+            let mut text = serde_json::to_string(&line)
+                .map_err(|e| HandlerError::permanent(format!("cannot print the message: {e}")))?;
             text.push('\n');
             let mut out = out.lock().await;
             // The entry is acked only if its line was written. When the
@@ -784,10 +795,22 @@ async fn dlq(settings: &Settings, action: DlqAction) -> ExitCode {
         }
     };
     match action {
-        DlqAction::List { from, count, .. } => {
+        DlqAction::List {
+            from, count, full, ..
+        } => {
             match orion_bus::dlq::list(&mut conn, &dlq, &from, count).await {
                 Ok(letters) => {
-                    let _ = letters.iter().all(print);
+                    // Readable by default: a 3 MB payload is not a line.
+                    let _ = letters
+                        .into_iter()
+                        .map(|l| {
+                            if full {
+                                l
+                            } else {
+                                l.truncated(orion_bus::dlq::PREVIEW_BYTES)
+                            }
+                        })
+                        .all(|l| print(&l));
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(EXIT_FAILED, e),

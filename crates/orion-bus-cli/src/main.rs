@@ -232,6 +232,10 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum DlqAction {
     /// List dead letters as NDJSON, oldest first.
+    ///
+    /// Each payload and metadata value is cut to 256 bytes; the record then
+    /// names what was cut (`truncated`) and the payload's full size
+    /// (`data_bytes`). `--full`, or `dlq show`, gives everything.
     List {
         /// Contract whose dead letters to list.
         contract: String,
@@ -241,6 +245,9 @@ enum DlqAction {
         /// How many to list.
         #[arg(long, default_value_t = 100)]
         count: usize,
+        /// Show payloads and metadata whole, however large.
+        #[arg(long)]
+        full: bool,
     },
     /// Show one dead letter in full, payload included.
     Show {
@@ -398,8 +405,13 @@ fn init_logging(settings: &Settings) {
         );
         EnvFilter::new("info")
     });
+    // Colours only for a person at a terminal: not in files, pipes or
+    // journald, and never with NO_COLOR set (https://no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match settings.log_format {
         LogFormat::Json => builder.json().init(),

@@ -2,69 +2,17 @@
 //! exit codes, all-or-nothing publishing, consuming with --count, tail,
 //! serve's endpoints and signal handling, configuration errors and the demo.
 
+mod common;
+
+use common::*;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orion_bus_harness::RedisServer;
-
-fn contracts_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contracts")
-}
-
-/// The binary with a clean environment pointing at `server`.
-fn cmd(server: Option<&RedisServer>) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_orion-bus"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ORION_BUS_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("ORION_BUS_CONTRACTS_DIR", contracts_dir())
-        .env("ORION_BUS_LOG_LEVEL", "warn");
-    if let Some(s) = server {
-        c.env("ORION_BUS_REDIS_URL", s.url());
-    }
-    c
-}
-
-fn run(c: &mut Command, stdin: &str) -> Output {
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn orion-bus");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn redis_cli(server: &RedisServer, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .arg("-p")
-        .arg(server.port().to_string())
-        .args(args)
-        .output()
-        .expect("redis-cli");
-    text(&out.stdout).trim().to_owned()
-}
-
-fn sample(contract: &str, n: u64) -> String {
-    orion_bus::examples::sample(contract, n)
-        .expect("example contract")
-        .to_string()
-}
 
 #[test]
 fn validate_exit_codes() {
@@ -137,13 +85,13 @@ fn config_file_and_precedence() {
     let file = dir.path().join("orion.toml");
     std::fs::write(&file, "prefix = \"fromfile\"\nmax_len = 0\n").expect("write");
     let server = RedisServer::start().expect("redis");
-    let mut c = cmd(Some(&server));
+    let mut c = cmd(&server);
     c.args(["--config"]).arg(&file).args(["publish", "command"]);
     let out = run(&mut c, &sample("command", 1));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(redis_cli(&server, &["XLEN", "fromfile:commands"]), "1");
     // The flag beats the file.
-    let mut c = cmd(Some(&server));
+    let mut c = cmd(&server);
     c.args(["--config"])
         .arg(&file)
         .args(["--prefix", "fromflag", "publish", "command"]);
@@ -156,7 +104,7 @@ fn config_file_and_precedence() {
 fn publish_is_all_or_nothing() {
     let server = RedisServer::start().expect("redis");
     let input: String = (0..3).map(|n| sample("command", n) + "\n").collect();
-    let out = run(cmd(Some(&server)).args(["publish", "command"]), &input);
+    let out = run(cmd(&server).args(["publish", "command"]), &input);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let ids: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(ids.len(), 3, "one id per message");
@@ -170,7 +118,7 @@ fn publish_is_all_or_nothing() {
         sample("command", 5),
         sample("command", 6)
     );
-    let out = run(cmd(Some(&server)).args(["publish", "command"]), &bad);
+    let out = run(cmd(&server).args(["publish", "command"]), &bad);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("line 2:"), "{stderr}");
@@ -184,7 +132,7 @@ fn publish_is_all_or_nothing() {
 
     // A single pretty-printed document is one message.
     let pretty = serde_json::to_string_pretty(&orion_bus::examples::alert(1)).expect("json");
-    let out = run(cmd(Some(&server)).args(["publish", "alert", "-"]), &pretty);
+    let out = run(cmd(&server).args(["publish", "alert", "-"]), &pretty);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).lines().count(), 1);
 }
@@ -193,13 +141,13 @@ fn publish_is_all_or_nothing() {
 fn consume_with_count_prints_ndjson_and_leaves_nothing_pending() {
     let server = RedisServer::start().expect("redis");
     let input: String = (0..5).map(|n| sample("alert", n) + "\n").collect();
-    let out = run(cmd(Some(&server)).args(["publish", "alert"]), &input);
+    let out = run(cmd(&server).args(["publish", "alert"]), &input);
     let ids: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(ids.len(), 5);
 
     let consume = |n: &str| {
         run(
-            cmd(Some(&server)).args([
+            cmd(&server).args([
                 "consume",
                 "alert",
                 "--group",
@@ -250,10 +198,7 @@ fn consume_with_count_prints_ndjson_and_leaves_nothing_pending() {
 #[test]
 fn tail_marks_contract_violations_and_never_acks() {
     let server = RedisServer::start().expect("redis");
-    let out = run(
-        cmd(Some(&server)).args(["publish", "alert"]),
-        &sample("alert", 1),
-    );
+    let out = run(cmd(&server).args(["publish", "alert"]), &sample("alert", 1));
     assert_eq!(out.status.code(), Some(0));
     redis_cli(
         &server,
@@ -266,10 +211,7 @@ fn tail_marks_contract_violations_and_never_acks() {
         ],
     );
     redis_cli(&server, &["XADD", "orion:alerts", "*", "data", "not json"]);
-    let out = run(
-        cmd(Some(&server)).args(["tail", "alert", "--count", "10"]),
-        "",
-    );
+    let out = run(cmd(&server).args(["tail", "alert", "--count", "10"]), "");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let records: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
@@ -292,7 +234,7 @@ fn tail_marks_contract_violations_and_never_acks() {
     // --from and --count.
     let from = records[1]["id"].as_str().expect("id");
     let out = run(
-        cmd(Some(&server)).args(["tail", "alert", "--from", from, "--count", "1"]),
+        cmd(&server).args(["tail", "alert", "--from", from, "--count", "1"]),
         "",
     );
     assert_eq!(text(&out.stdout).lines().count(), 1);
@@ -308,7 +250,7 @@ fn tail_marks_contract_violations_and_never_acks() {
 fn tail_follow_shows_new_entries_live_and_stops_when_its_reader_goes() {
     use std::io::BufRead;
     let server = RedisServer::start().expect("redis");
-    let mut child = cmd(Some(&server))
+    let mut child = cmd(&server)
         .args(["tail", "alert", "--follow"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -317,10 +259,7 @@ fn tail_follow_shows_new_entries_live_and_stops_when_its_reader_goes() {
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
     // Entries written after tail started, by orion-bus and by another client.
     std::thread::sleep(Duration::from_millis(300));
-    let out = run(
-        cmd(Some(&server)).args(["publish", "alert"]),
-        &sample("alert", 1),
-    );
+    let out = run(cmd(&server).args(["publish", "alert"]), &sample("alert", 1));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     redis_cli(
         &server,
@@ -355,11 +294,11 @@ fn tail_follow_shows_new_entries_live_and_stops_when_its_reader_goes() {
 fn consume_stops_without_acking_when_its_output_is_closed() {
     let server = RedisServer::start().expect("redis");
     let input: String = (0..5).map(|n| sample("alert", n) + "\n").collect();
-    let out = run(cmd(Some(&server)).args(["publish", "alert"]), &input);
+    let out = run(cmd(&server).args(["publish", "alert"]), &input);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // Three runs whose output is gone from the start.
     for attempt in 1..=3 {
-        let mut child = cmd(Some(&server))
+        let mut child = cmd(&server)
             // No --count: only the closed output can end it.
             .args(["consume", "alert", "--group", "g", "--consumer", "c"])
             .stdout(Stdio::piped())
@@ -431,7 +370,7 @@ fn serve_exposes_health_readiness_and_metrics_and_stops_on_sigterm() {
     let server = RedisServer::start().expect("redis");
     let port = orion_bus_harness::free_port().expect("port");
     let addr = format!("127.0.0.1:{port}");
-    let mut child = cmd(Some(&server))
+    let mut child = cmd(&server)
         .args(["serve", "--http-addr", &addr])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -470,11 +409,11 @@ fn serve_exposes_health_readiness_and_metrics_and_stops_on_sigterm() {
 fn consume_with_metrics_serves_its_own_figures() {
     let server = RedisServer::start().expect("redis");
     let input: String = (0..3).map(|n| sample("alert", n) + "\n").collect();
-    let out = run(cmd(Some(&server)).args(["publish", "alert"]), &input);
+    let out = run(cmd(&server).args(["publish", "alert"]), &input);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let port = orion_bus_harness::free_port().expect("port");
     let addr = format!("127.0.0.1:{port}");
-    let mut child = cmd(Some(&server))
+    let mut child = cmd(&server)
         .args([
             "consume",
             "alert",
@@ -509,7 +448,7 @@ fn readyz_fails_when_redis_is_down() {
     let mut server = RedisServer::start().expect("redis");
     let port = orion_bus_harness::free_port().expect("port");
     let addr = format!("127.0.0.1:{port}");
-    let mut child = cmd(Some(&server))
+    let mut child = cmd(&server)
         .args(["serve", "--http-addr", &addr, "--command-timeout", "500ms"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -538,7 +477,7 @@ fn readyz_fails_when_redis_is_down() {
 #[test]
 fn consume_stops_gracefully_on_sigterm() {
     let server = RedisServer::start().expect("redis");
-    let mut child = cmd(Some(&server))
+    let mut child = cmd(&server)
         .args([
             "consume",
             "alert",
@@ -562,7 +501,7 @@ fn consume_stops_gracefully_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = run(
-        cmd(Some(&server)).args(["publish", "command"]),
+        cmd(&server).args(["publish", "command"]),
         &sample("command", 1),
     );
     assert_eq!(out.status.code(), Some(0));
@@ -631,10 +570,10 @@ fn dead_letters_can_be_listed_shown_redriven_and_purged() {
         ],
     );
     let input: String = (0..2).map(|n| sample("command", n) + "\n").collect();
-    let out = run(cmd(Some(&server)).args(["publish", "command"]), &input);
+    let out = run(cmd(&server).args(["publish", "command"]), &input);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = run(
-        cmd(Some(&server)).args([
+        cmd(&server).args([
             "consume",
             "command",
             "--group",
@@ -667,7 +606,7 @@ fn dead_letters_can_be_listed_shown_redriven_and_purged() {
         ],
     );
 
-    let out = run(cmd(Some(&server)).args(["dlq", "list", "command"]), "");
+    let out = run(cmd(&server).args(["dlq", "list", "command"]), "");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let letters: Vec<serde_json::Value> = text(&out.stdout)
         .lines()
@@ -685,7 +624,7 @@ fn dead_letters_can_be_listed_shown_redriven_and_purged() {
         .collect();
 
     let out = run(
-        cmd(Some(&server)).args(["dlq", "show", "command", &dlq_ids[1]]),
+        cmd(&server).args(["dlq", "show", "command", &dlq_ids[1]]),
         "",
     );
     assert!(
@@ -696,7 +635,7 @@ fn dead_letters_can_be_listed_shown_redriven_and_purged() {
 
     // Redrive all: only the valid one goes back; the others stay, with reasons.
     let out = run(
-        cmd(Some(&server)).args(["dlq", "redrive", "command", "--all"]),
+        cmd(&server).args(["dlq", "redrive", "command", "--all"]),
         "",
     );
     assert_eq!(out.status.code(), Some(1), "some were kept");
@@ -718,19 +657,16 @@ fn dead_letters_can_be_listed_shown_redriven_and_purged() {
 
     // Purge deletes only what it is told to.
     let out = run(
-        cmd(Some(&server)).args(["dlq", "purge", "command", &dlq_ids[0]]),
+        cmd(&server).args(["dlq", "purge", "command", &dlq_ids[0]]),
         "",
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(redis_cli(&server, &["XLEN", "orion:commands:dlq"]), "1");
-    let out = run(
-        cmd(Some(&server)).args(["dlq", "purge", "command", "--all"]),
-        "",
-    );
+    let out = run(cmd(&server).args(["dlq", "purge", "command", "--all"]), "");
     assert_eq!(out.status.code(), Some(2), "--all needs --yes");
     assert_eq!(redis_cli(&server, &["XLEN", "orion:commands:dlq"]), "1");
     let out = run(
-        cmd(Some(&server)).args(["dlq", "purge", "command", "--all", "--yes"]),
+        cmd(&server).args(["dlq", "purge", "command", "--all", "--yes"]),
         "",
     );
     assert_eq!(out.status.code(), Some(0));
@@ -743,11 +679,11 @@ fn consume_accepts_delivery_flags() {
     let msg = sample("command", 1);
     let other = sample("command", 2);
     run(
-        cmd(Some(&server)).args(["publish", "command"]),
+        cmd(&server).args(["publish", "command"]),
         &format!("{msg}\n{msg}\n{other}\n"),
     );
     let out = run(
-        cmd(Some(&server)).args([
+        cmd(&server).args([
             "consume",
             "command",
             "--group",
@@ -790,7 +726,7 @@ fn consume_accepts_delivery_flags() {
         Some("0")
     );
     let out = run(
-        cmd(Some(&server)).args([
+        cmd(&server).args([
             "consume",
             "command",
             "--group",
@@ -809,10 +745,10 @@ fn consume_accepts_delivery_flags() {
 fn status_and_replay() {
     let server = RedisServer::start().expect("redis");
     let input: String = (0..4).map(|n| sample("alert", n) + "\n").collect();
-    let out = run(cmd(Some(&server)).args(["publish", "alert"]), &input);
+    let out = run(cmd(&server).args(["publish", "alert"]), &input);
     let ids: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
     run(
-        cmd(Some(&server)).args([
+        cmd(&server).args([
             "consume",
             "alert",
             "--group",
@@ -824,7 +760,7 @@ fn status_and_replay() {
         ]),
         "",
     );
-    let out = run(cmd(Some(&server)).args(["status", "--json"]), "");
+    let out = run(cmd(&server).args(["status", "--json"]), "");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let alerts = status
@@ -837,7 +773,7 @@ fn status_and_replay() {
     assert_eq!(alerts["groups"][0]["name"], "g");
     assert_eq!(alerts["groups"][0]["lag"], 0);
     assert_eq!(alerts["groups"][0]["consumers"][0]["name"], "c");
-    let out = run(cmd(Some(&server)).args(["status"]), "");
+    let out = run(cmd(&server).args(["status"]), "");
     assert!(
         text(&out.stdout).contains("group g"),
         "{}",
@@ -846,7 +782,7 @@ fn status_and_replay() {
 
     // Without --yes, a "no" changes nothing.
     let out = run(
-        cmd(Some(&server)).args(["replay", "alert", "--group", "g", "--from-id", &ids[1]]),
+        cmd(&server).args(["replay", "alert", "--group", "g", "--from-id", &ids[1]]),
         "n\n",
     );
     assert_eq!(out.status.code(), Some(1));
@@ -857,7 +793,7 @@ fn status_and_replay() {
     );
     assert!(redis_cli(&server, &["XINFO", "GROUPS", "orion:alerts"]).contains(&ids[3]));
     let out = run(
-        cmd(Some(&server)).args([
+        cmd(&server).args([
             "replay",
             "alert",
             "--group",
@@ -874,7 +810,7 @@ fn status_and_replay() {
         "{prompt}"
     );
     let out = run(
-        cmd(Some(&server)).args([
+        cmd(&server).args([
             "replay",
             "alert",
             "--group",
@@ -887,7 +823,7 @@ fn status_and_replay() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = run(
-        cmd(Some(&server)).args([
+        cmd(&server).args([
             "consume",
             "alert",
             "--group",
@@ -913,7 +849,7 @@ fn serve_observe_counts_violations() {
     let server = RedisServer::start().expect("redis");
     let port = orion_bus_harness::free_port().expect("port");
     let addr = format!("127.0.0.1:{port}");
-    let mut child = cmd(Some(&server))
+    let mut child = cmd(&server)
         .args(["serve", "--observe", "--http-addr", &addr])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -928,10 +864,7 @@ fn serve_observe_counts_violations() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(500));
-    run(
-        cmd(Some(&server)).args(["publish", "alert"]),
-        &sample("alert", 1),
-    );
+    run(cmd(&server).args(["publish", "alert"]), &sample("alert", 1));
     redis_cli(
         &server,
         &[

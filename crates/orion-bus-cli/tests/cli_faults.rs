@@ -4,45 +4,16 @@
 //! (case 10), and refuses (or waits for) a consumer name another process
 //! holds (case 8). Each asserts the exact ids printed and left pending.
 
+mod common;
+
+use common::*;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orion_bus_harness::RedisServer;
-
-fn contracts_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contracts")
-}
-
-/// The binary with a clean environment pointing at `server`.
-fn cmd(server: &RedisServer) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_orion-bus"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ORION_BUS_") {
-            c.env_remove(k);
-        }
-    }
-    c.env("ORION_BUS_CONTRACTS_DIR", contracts_dir())
-        .env("ORION_BUS_LOG_LEVEL", "warn")
-        .env("ORION_BUS_REDIS_URL", server.url());
-    c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn redis_cli(server: &RedisServer, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .arg("-p")
-        .arg(server.port().to_string())
-        .args(args)
-        .output()
-        .expect("redis-cli");
-    text(&out.stdout).trim().to_owned()
-}
 
 /// Publishes `command` samples `from..from + n` with `orion-bus publish`;
 /// returns their ids.

@@ -2,37 +2,14 @@
 //! transaction is written whole or not at all, only ids Redis confirmed are
 //! printed, and the error is one line that says what happened.
 
+mod common;
+
+use common::*;
+
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use orion_bus_harness::RedisServer;
-
-fn cmd(server: &RedisServer) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_orion-bus"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ORION_BUS_") {
-            c.env_remove(k);
-        }
-    }
-    c.env(
-        "ORION_BUS_CONTRACTS_DIR",
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contracts"),
-    )
-    .env("ORION_BUS_LOG_LEVEL", "warn")
-    .env("ORION_BUS_REDIS_URL", server.url());
-    c
-}
-
-fn redis_cli(server: &RedisServer, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .arg("-p")
-        .arg(server.port().to_string())
-        .args(args)
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn ndjson(from: u64, n: u64) -> String {
     (from..from + n)
@@ -147,4 +124,32 @@ fn a_large_input_stops_at_the_refused_transaction_and_prints_only_what_was_writt
             || printed == 4000,
         "{err}"
     );
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let server = RedisServer::start().expect("redis");
+    // A consumer logs its start at info level; stderr is a pipe.
+    let mut child = cmd(&server)
+        .env("ORION_BUS_LOG_LEVEL", "info")
+        .args([
+            "consume",
+            "sensor.reading",
+            "--group",
+            "g",
+            "--consumer",
+            "c",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let _ = child.kill();
+        child.wait_with_output().expect("output")
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("consumer started"), "logged: {err:?}");
+    assert!(!err.contains('\u{1b}'), "no ANSI escape codes: {err:?}");
 }

@@ -2,38 +2,15 @@
 //! when nothing reads its output: what was not written out stays pending.
 //! And an idle consumer stops at once.
 
+mod common;
+
+use common::*;
+
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use orion_bus_harness::RedisServer;
-
-fn cmd(server: &RedisServer) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_orion-bus"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ORION_BUS_") {
-            c.env_remove(k);
-        }
-    }
-    c.env(
-        "ORION_BUS_CONTRACTS_DIR",
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contracts"),
-    )
-    .env("ORION_BUS_LOG_LEVEL", "warn")
-    .env("ORION_BUS_REDIS_URL", server.url());
-    c
-}
-
-fn redis_cli(server: &RedisServer, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .arg("-p")
-        .arg(server.port().to_string())
-        .args(args)
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn sigterm(pid: u32) {
     let status = Command::new("kill")

@@ -8,6 +8,11 @@
 //! that an AOF-enabled server comes back with its data, and
 //! [`RedisServer::pid`] for signalling the process directly.
 //!
+//! A server can also listen for TLS only ([`RedisServerOptions::tls`]:
+//! `--tls-port P --port 0` with the given certificate, key and CA); the
+//! `certs` feature adds [`certs::TestPki`], which generates the CA and the
+//! server and client certificates for it.
+//!
 //! Nothing here ever talks to a shared Redis: every server is private to
 //! the process that started it.
 
@@ -16,6 +21,9 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[cfg(feature = "certs")]
+pub mod certs;
 
 /// Environment variable that overrides the `redis-server` binary to run.
 pub const REDIS_SERVER_ENV: &str = "ORION_BUS_REDIS_SERVER";
@@ -51,6 +59,10 @@ pub enum HarnessError {
     /// Local I/O failed (temp dir, free port).
     #[error("harness I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Test certificates could not be generated.
+    #[cfg(feature = "certs")]
+    #[error("cannot generate test certificates: {0}")]
+    Certs(#[from] rcgen::Error),
 }
 
 /// Options for a throwaway server.
@@ -62,6 +74,49 @@ pub struct RedisServerOptions {
     pub appendonly: bool,
     /// Extra `--flag value` arguments passed to redis-server verbatim.
     pub extra_args: Vec<String>,
+    /// Listen for TLS only, with these files (`None`: plain TCP only).
+    pub tls: Option<ServerTls>,
+}
+
+/// The TLS side of a throwaway server: `redis-server --port 0 --tls-port P
+/// --tls-cert-file .. --tls-key-file .. --tls-ca-cert-file ..
+/// --tls-auth-clients yes|no`. All files are PEM.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerTls {
+    /// The server's certificate (its names must cover `127.0.0.1`).
+    pub cert_file: PathBuf,
+    /// The server certificate's private key.
+    pub key_file: PathBuf,
+    /// The CA that client certificates must chain to.
+    pub ca_cert_file: PathBuf,
+    /// Require a client certificate (mutual TLS): `--tls-auth-clients yes`.
+    pub auth_clients: bool,
+}
+
+impl ServerTls {
+    /// TLS with the given server certificate, key and client CA; client
+    /// certificates not required.
+    #[must_use]
+    pub fn new(
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+        ca_cert_file: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+            ca_cert_file: ca_cert_file.into(),
+            auth_clients: false,
+        }
+    }
+
+    /// Requires (or not) a client certificate signed by the CA.
+    #[must_use]
+    pub fn auth_clients(mut self, on: bool) -> Self {
+        self.auth_clients = on;
+        self
+    }
 }
 
 impl RedisServerOptions {
@@ -76,6 +131,13 @@ impl RedisServerOptions {
     #[must_use]
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra_args.push(arg.into());
+        self
+    }
+
+    /// Listens for TLS only, on the server's port (see [`ServerTls`]).
+    #[must_use]
+    pub fn tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -154,9 +216,23 @@ impl RedisServer {
     fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
         let binary = redis_server_binary();
         let mut cmd = Command::new(&binary);
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
+        match &self.options.tls {
+            None => cmd.arg("--port").arg(self.port.to_string()),
+            Some(tls) => cmd
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .arg("--tls-cert-file")
+                .arg(&tls.cert_file)
+                .arg("--tls-key-file")
+                .arg(&tls.key_file)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca_cert_file)
+                .args([
+                    "--tls-auth-clients",
+                    if tls.auth_clients { "yes" } else { "no" },
+                ]),
+        };
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -170,14 +246,16 @@ impl RedisServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        // A restarted server appends to its log: readiness is read past here.
+        let log_seen = self.log().len();
         let child = cmd
             .spawn()
             .map_err(|source| HarnessError::Spawn { binary, source })?;
         self.child = Some(child);
-        self.wait_ready()
+        self.wait_ready(log_seen)
     }
 
-    fn wait_ready(&mut self) -> Result<(), HarnessError> {
+    fn wait_ready(&mut self, log_seen: usize) -> Result<(), HarnessError> {
         let start = Instant::now();
         while start.elapsed() < READY_TIMEOUT {
             if let Some(child) = self.child.as_mut()
@@ -185,7 +263,7 @@ impl RedisServer {
             {
                 break; // exited early (port taken, bad option): report the log.
             }
-            if ping(self.port) {
+            if self.answers(log_seen) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -203,10 +281,32 @@ impl RedisServer {
         self.port
     }
 
-    /// A `redis://` URL for this server.
+    /// The URL of this server: `redis://127.0.0.1:P`, or `rediss://` when
+    /// it listens for TLS.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.is_tls() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// True when the server listens for TLS only.
+    #[must_use]
+    pub fn is_tls(&self) -> bool {
+        self.options.tls.is_some()
+    }
+
+    /// Ready: a plain server answers `PING`; a TLS one (which the harness
+    /// cannot speak to) has logged that it accepts connections and takes
+    /// TCP connections on its port.
+    fn answers(&self, log_seen: usize) -> bool {
+        if self.is_tls() {
+            self.log()
+                .get(log_seen..)
+                .is_some_and(|new| new.contains("Ready to accept connections"))
+                && TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        } else {
+            ping(self.port)
+        }
     }
 
     /// The server's private data dir.
@@ -231,10 +331,16 @@ impl RedisServer {
         self.child.as_ref().map(Child::id)
     }
 
-    /// True while the process runs and answers `PING`.
+    /// True while the process runs and answers `PING` (a TLS server:
+    /// accepts TCP connections).
     #[must_use]
     pub fn is_up(&self) -> bool {
-        self.child.is_some() && ping(self.port)
+        self.child.is_some()
+            && if self.is_tls() {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                ping(self.port)
+            }
     }
 
     /// SIGKILLs the server, as a crash would. Data not yet fsynced is lost.
@@ -265,11 +371,17 @@ impl RedisServer {
         }
     }
 
-    /// Stops the server cleanly with `SHUTDOWN` (AOF is flushed), falling
-    /// back to a kill.
+    /// Stops the server cleanly with `SHUTDOWN` (a TLS server: SIGTERM,
+    /// which shuts down the same way; AOF is flushed), falling back to a
+    /// kill.
     pub fn stop(&mut self) {
+        if self.is_tls() {
+            self.signal("-TERM");
+        }
         if let Some(mut child) = self.child.take() {
-            let _ = send_command(self.port, "SHUTDOWN\r\n");
+            if !self.is_tls() {
+                let _ = send_command(self.port, "SHUTDOWN\r\n");
+            }
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -347,6 +459,28 @@ mod tests {
         assert!(server.is_up());
         drop(server);
         assert!(!ping(port), "server must be gone after drop");
+    }
+
+    #[cfg(feature = "certs")]
+    #[test]
+    fn a_tls_server_listens_for_tls_only_restarts_and_dies_on_drop() {
+        let pki = certs::TestPki::generate("harness").expect("certificates");
+        let mut server =
+            RedisServer::start_with(RedisServerOptions::default().tls(pki.server_tls(true)))
+                .expect("TLS redis-server");
+        let port = server.port();
+        assert!(server.url().starts_with("rediss://127.0.0.1:"));
+        assert!(server.is_up());
+        assert!(!ping(port), "plain RESP is not spoken on the TLS port");
+        let before = server.pid();
+        server.restart().expect("restart");
+        assert_ne!(before, server.pid());
+        assert!(server.is_up());
+        drop(server);
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "gone after drop"
+        );
     }
 
     #[test]

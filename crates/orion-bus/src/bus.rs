@@ -294,7 +294,9 @@ struct BusInner {
 }
 
 impl Bus {
-    /// Connects to Redis and returns a bus for the given contracts.
+    /// Connects to Redis and returns a bus for the given contracts. With a
+    /// [`BusOptions::retry_budget`], failures that may go away (refused,
+    /// timed out) are retried within it ([`RedisSettings::connect_within`]).
     ///
     /// # Errors
     /// When Redis cannot be reached or the settings are invalid.
@@ -304,7 +306,8 @@ impl Bus {
         options: BusOptions,
         metrics: Metrics,
     ) -> Result<Self, ConnectError> {
-        let conn = settings.connect().await?;
+        // The retry budget covers the first connection too.
+        let conn = settings.connect_within(options.retry_budget).await?;
         let routes = registry
             .names()
             .map(|n| {
@@ -399,6 +402,20 @@ impl Bus {
         index: Option<usize>,
         validate: bool,
     ) -> Result<Prepared, PublishError> {
+        self.prepare_text(contract_name, message, None, index, validate)
+    }
+
+    /// [`Self::prepare_with`]; with `original`, the JSON text `message` was
+    /// parsed from, its numbers are written as they were
+    /// ([`wire::encode_exact`]: integers beyond 64 bits stay exact).
+    fn prepare_text(
+        &self,
+        contract_name: &str,
+        message: &Value,
+        original: Option<&[u8]>,
+        index: Option<usize>,
+        validate: bool,
+    ) -> Result<Prepared, PublishError> {
         let result = (|| {
             let contract = self.inner.registry.get(contract_name)?.clone();
             let route = self.route(contract_name)?.clone();
@@ -411,12 +428,15 @@ impl Bus {
                         violations,
                     })?;
             }
-            let payload = wire::encode(message, self.inner.options.json_style).map_err(|e| {
-                PublishError::NotJson {
-                    contract: contract_name.to_owned(),
-                    index,
-                    message: e.to_string(),
-                }
+            let style = self.inner.options.json_style;
+            let payload = match original {
+                Some(text) => wire::encode_exact(message, text, style),
+                None => wire::encode(message, style),
+            }
+            .map_err(|e| PublishError::NotJson {
+                contract: contract_name.to_owned(),
+                index,
+                message: e.to_string(),
             })?;
             let limit = self.inner.options.max_message_bytes;
             if payload.len() > limit {
@@ -467,7 +487,7 @@ impl Bus {
         index: Option<usize>,
     ) -> Result<Prepared, PublishError> {
         match serde_json::from_slice::<Value>(json) {
-            Ok(value) => self.prepare_at(contract, &value, index),
+            Ok(value) => self.prepare_text(contract, &value, Some(json), index, true),
             Err(e) => {
                 self.inner
                     .metrics
@@ -590,11 +610,6 @@ impl Bus {
     pub(crate) fn approximate_max_len(&self) -> Option<u64> {
         (self.inner.options.max_len > 0 && self.inner.options.retention == Retention::Approximate)
             .then_some(self.inner.options.max_len)
-    }
-
-    /// A prepared message's stream key and payload.
-    pub(crate) fn parts(p: &Prepared) -> (&str, &[u8]) {
-        (&p.route.stream, &p.payload)
     }
 
     /// Runs a write; on a retryable failure retries with backoff while the

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::bus::BusOptions;
-use crate::connection::RedisSettings;
+use crate::connection::{ConnectError, RedisSettings};
 use crate::consumer::{ConsumerOptions, ErrorPolicy, Idempotency, StartId};
 use crate::contracts::ContractOptions;
 use crate::retention::Retention;
@@ -84,13 +84,37 @@ pub const SETTINGS: &[SettingSpec] = &[
         "connect_timeout",
         "ORION_BUS_CONNECT_TIMEOUT",
         Some("5s"),
-        "Limit on establishing a Redis connection"
+        "Limit on one attempt to connect to Redis (TCP, TLS handshake, AUTH, SELECT together)"
     ),
     spec!(
         "command_timeout",
         "ORION_BUS_COMMAND_TIMEOUT",
         Some("5s"),
-        "Limit on one non-blocking Redis command"
+        "Limit on one non-blocking Redis command's reply"
+    ),
+    spec!(
+        "tls_ca_file",
+        "ORION_BUS_TLS_CA_FILE",
+        None,
+        "PEM file of the CA certificate(s) to trust for rediss://, in place of the public roots"
+    ),
+    spec!(
+        "tls_cert_file",
+        "ORION_BUS_TLS_CERT_FILE",
+        None,
+        "PEM client certificate for mutual TLS (with --tls-key-file)"
+    ),
+    spec!(
+        "tls_key_file",
+        "ORION_BUS_TLS_KEY_FILE",
+        None,
+        "PEM private key of --tls-cert-file"
+    ),
+    spec!(
+        "tls_insecure",
+        "ORION_BUS_TLS_INSECURE",
+        Some("false"),
+        "Do not verify the server's TLS certificate (tests only; logged as a warning)"
     ),
     spec!(
         "contracts_dir",
@@ -138,7 +162,7 @@ pub const SETTINGS: &[SettingSpec] = &[
         "publish_retry_budget",
         "ORION_BUS_PUBLISH_RETRY_BUDGET",
         Some("0s"),
-        "Retry failed publishes (connection lost, timeout) for up to this long; 0s fails fast with a retryable error"
+        "Retry failed publishes (connection lost, timeout), and the first connection, for up to this long; 0s fails fast with a retryable error"
     ),
     spec!(
         "json_style",
@@ -369,8 +393,24 @@ pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigErr
     redis.db = r.opt_parse("redis_db");
     redis.connect_timeout = r.duration("connect_timeout");
     redis.command_timeout = r.duration("command_timeout");
-    if let Err(e) = redis.client() {
-        r.problems.push(format!("redis_url: {e}"));
+    redis.tls_ca_file = r.opt_string("tls_ca_file").map(PathBuf::from);
+    redis.tls_cert_file = r.opt_string("tls_cert_file").map(PathBuf::from);
+    redis.tls_key_file = r.opt_string("tls_key_file").map(PathBuf::from);
+    redis.tls_insecure = r.parse("tls_insecure", false);
+    for (key, timeout) in [
+        ("connect_timeout", redis.connect_timeout),
+        ("command_timeout", redis.command_timeout),
+    ] {
+        if timeout.is_zero() {
+            let origin = Resolver::origin(key, r.source(key));
+            r.problems.push(format!("{origin}: must be more than 0s"));
+        }
+    }
+    // Also reads the TLS files, so that a missing one is a usage error.
+    match redis.client() {
+        Ok(_) => {}
+        Err(e @ ConnectError::Tls { .. }) => r.problems.push(e.to_string()),
+        Err(e) => r.problems.push(format!("redis_url: {e}")),
     }
     let contracts = ContractOptions::default().assert_formats(r.parse("assert_formats", true));
     let bus = BusOptions::default()
@@ -722,6 +762,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn tls_settings_come_from_flags_env_and_file() {
+        let pki = orion_bus_harness::certs::TestPki::generate("config").expect("certificates");
+        let ca = pki.ca_file();
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        writeln!(f, "tls_ca_file = {:?}", ca.display().to_string()).expect("write");
+        let g = given(&[
+            ("redis_url", "rediss://h:6380", Source::Flag),
+            ("connect_timeout", "2s", Source::Env),
+        ]);
+        let s = resolve(&g, Some(f.path())).expect("valid");
+        assert_eq!(s.redis.tls_ca_file.as_deref(), Some(ca.as_path()));
+        assert!(!s.redis.tls_insecure);
+        assert_eq!(s.redis.connect_timeout, Duration::from_secs(2));
+
+        let g = given(&[
+            ("redis_url", "rediss://h:6380", Source::Flag),
+            ("tls_insecure", "true", Source::Env),
+        ]);
+        assert!(resolve(&g, None).expect("valid").redis.tls_insecure);
+    }
+
+    #[test]
+    fn unusable_tls_settings_and_zero_timeouts_are_problems() {
+        let g = given(&[
+            ("redis_url", "rediss://h:6380", Source::Flag),
+            ("tls_ca_file", "/nonexistent/ca.pem", Source::Flag),
+            ("tls_cert_file", "/nonexistent/client.pem", Source::Env),
+            ("connect_timeout", "0s", Source::Flag),
+            ("command_timeout", "0ms", Source::Env),
+        ]);
+        let text = resolve(&g, None).expect_err("invalid").to_string();
+        for needle in [
+            "tls_ca_file /nonexistent/ca.pem",
+            "--connect-timeout: must be more than 0s",
+            "ORION_BUS_COMMAND_TIMEOUT: must be more than 0s",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        let g = given(&[("tls_insecure", "true", Source::Flag)]);
+        let text = resolve(&g, None).expect_err("not TLS").to_string();
+        assert!(text.contains("need a rediss:// URL"), "{text}");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Operating on dead-letter streams: list, show, redrive, purge.
 //!
-//! Owns the reading of dead-letter entries into [`DeadLetter`] and the two
+//! Owns the reading of dead-letter entries into [`DeadLetter`] (with a
+//! short form for listings, [`DeadLetter::truncated`]) and the two
 //! operations that change a dead-letter stream. **Invariant:** nothing is
 //! removed from a dead-letter stream except by [`purge`] (what it is told
 //! to, and only that) or by a successful [`redrive`], whose re-publish and
-//! removal run in one `MULTI`/`EXEC`.
+//! removal run in one script. **Invariant:** a redrive re-publishes the
+//! dead letter's original bytes, after checking them as a consumer would;
+//! it never re-encodes them (numbers and spelling stay as written).
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -28,6 +31,30 @@ pub struct DeadLetter {
     /// The raw payload bytes, exactly as they were.
     #[serde(skip)]
     pub raw: Option<Vec<u8>>,
+    /// The names of the values shortened by [`DeadLetter::truncated`]
+    /// (`data` and metadata fields); empty when everything is whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
+    /// The payload's full size in bytes, when `data` was shortened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_bytes: Option<usize>,
+}
+
+/// How many bytes of each value `dlq list` shows by default (`--full`
+/// shows everything): enough to recognise a message on a terminal line.
+pub const PREVIEW_BYTES: usize = 256;
+
+/// `text` cut to at most `max` bytes, at a character boundary; `None`
+/// when it fits.
+fn cut(text: &str, max: usize) -> Option<String> {
+    if text.len() <= max {
+        return None;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(text[..end].to_owned())
 }
 
 impl DeadLetter {
@@ -51,7 +78,29 @@ impl DeadLetter {
                 .map(|b| String::from_utf8_lossy(b).into_owned()),
             fields,
             raw,
+            truncated: Vec::new(),
+            data_bytes: None,
         }
+    }
+
+    /// This dead letter with `data` and every metadata value cut to at most
+    /// `max` bytes (at a character boundary), for listings; the cut values
+    /// are named in [`Self::truncated`] and the payload's full size is in
+    /// [`Self::data_bytes`]. [`Self::raw`] keeps the whole payload.
+    #[must_use]
+    pub fn truncated(mut self, max: usize) -> Self {
+        for (name, value) in &mut self.fields {
+            if let Some(short) = cut(value, max) {
+                *value = short;
+                self.truncated.push(name.clone());
+            }
+        }
+        if let Some(short) = self.data.as_deref().and_then(|d| cut(d, max)) {
+            self.data = Some(short);
+            self.data_bytes = self.raw.as_ref().map(Vec::len);
+            self.truncated.push("data".to_owned());
+        }
+        self
     }
 
     /// A metadata field.
@@ -148,7 +197,9 @@ return id
 /// Re-validates each selected dead letter of `contract` and re-publishes it
 /// to its original stream, removing it from the dead-letter stream in the
 /// same atomic step (a script that deletes only after the `XADD` worked).
-/// Entries that are missing, have no `data`, or still fail their contract
+/// What is re-published is the original `data` bytes, unchanged, once they
+/// pass what a consumer checks (size limit, UTF-8, JSON, contract).
+/// Entries that are missing, have no `data`, or still fail those checks
 /// are kept, with the reason.
 ///
 /// # Errors
@@ -160,6 +211,7 @@ pub async fn redrive(
     ids: &[String],
 ) -> Result<RedriveReport, PublishError> {
     let stream = bus.stream_for(contract)?;
+    let checked = bus.registry().get(contract)?.clone();
     let dlq = wire::dead_letter_stream(&stream);
     let mut conn = bus.connection();
     let redis_err = |source| PublishError::Redis {
@@ -180,16 +232,29 @@ pub async fn redrive(
                 .push((id.clone(), "it has no data field to re-publish".to_owned()));
             continue;
         };
-        let prepared = match bus.prepare_json(contract, raw) {
-            Ok(p) => p,
+        // The checks a consumer makes, so that what goes back is delivered.
+        let message = match wire::decode_data(raw, bus.options().max_message_bytes) {
+            Ok(m) => m,
             Err(e) => {
+                bus.metrics().rejected(contract, e.reason());
                 report.kept.push((id.clone(), e.to_string()));
                 continue;
             }
         };
-        let (key, payload) = Bus::parts(&prepared);
-        let mut call = REDRIVE_SCRIPT.key(key);
-        call.key(&dlq).arg(id).arg(payload);
+        if let Err(violations) = checked.validate(&message) {
+            bus.metrics().rejected(contract, "contract_violation");
+            let error = PublishError::Invalid {
+                contract: contract.to_owned(),
+                index: None,
+                violations,
+            };
+            report.kept.push((id.clone(), error.to_string()));
+            continue;
+        }
+        // The original bytes, never a re-encoding of the message: redriving
+        // moves what was written (an integer beyond 64 bits stays one).
+        let mut call = REDRIVE_SCRIPT.key(&*stream);
+        call.key(&dlq).arg(id).arg(raw.as_slice());
         if let Some(max_len) = bus.approximate_max_len() {
             call.arg(max_len);
         }

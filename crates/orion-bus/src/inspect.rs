@@ -2,7 +2,9 @@
 //!
 //! Owns `tail`'s logic: reading a range or following new entries with plain
 //! `XRANGE`/`XREVRANGE`/`XREAD` (never a group, never an ack), and judging
-//! each entry against its contract without trusting it. Also owns
+//! each entry against its contract without trusting it. A record shows the
+//! message with the numbers of the entry's own bytes (an integer beyond 64
+//! bits stays exact; see [`wire::exact_json`]). Also owns
 //! [`split_json_input`], which turns CLI input (one JSON document or NDJSON)
 //! into messages.
 
@@ -11,6 +13,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::contracts::{Contract, Violation};
 use crate::wire::{self, RawEntry};
@@ -32,8 +35,14 @@ pub struct TailRecord {
     /// Contract violations, if any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<Violation>,
-    /// The message, when it is JSON.
+    /// The message, when it is JSON (as parsed: an integer beyond 64 bits
+    /// is a float here; the serialized record carries `exact` instead).
+    #[serde(skip)]
     pub data: Option<Value>,
+    /// The message as compact JSON with the entry's own numbers, when it is
+    /// JSON; serialized as `data`.
+    #[serde(rename = "data")]
+    pub exact: Option<Box<RawValue>>,
     /// The raw payload (lossy UTF-8), when it is not JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
@@ -50,6 +59,7 @@ pub fn judge(contract: &Contract, stream: &str, entry: &RawEntry, max_bytes: usi
         error: None,
         violations: Vec::new(),
         data: None,
+        exact: None,
         raw: None,
     };
     match entry.decode(max_bytes) {
@@ -58,6 +68,9 @@ pub fn judge(contract: &Contract, stream: &str, entry: &RawEntry, max_bytes: usi
                 record.violations = v.0;
             } else {
                 record.valid = true;
+            }
+            if let Ok(bytes) = entry.data() {
+                record.exact = Some(wire::exact_json(&value, bytes));
             }
             record.data = Some(value);
         }

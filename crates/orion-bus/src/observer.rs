@@ -3,11 +3,16 @@
 //! Owns `serve --observe`, phase 1 of a migration: it reads each stream
 //! with plain `XREAD` (never a group, never an ack, so the Python bus is
 //! untouched), validates every entry, counts outcomes by contract and
-//! violations by the message's `source` field, and logs a summary
-//! periodically. Entries trimmed (or deleted) before it could read them are
-//! counted as missed, from Redis 7's `entries-added` counter, so a gap in
-//! what it saw is never silent. It keeps nothing it reads: memory is constant, bounded by
-//! the number of contracts and of distinct sources (capped at
+//! invalid entries by the message's `source` field and by reason (the
+//! dead-letter reason a consumer would give the entry: `contract_violation`,
+//! `invalid_json`, `non_finite_number`, `lone_surrogate`, ...; see
+//! docs/MIGRATION.md), and logs a summary periodically. The `source` of an
+//! entry that is not JSON only because of Python's quirks (`NaN`, lone
+//! surrogates) is still read, so the module that writes them shows.
+//! Entries trimmed (or deleted) before it could read them are counted as
+//! missed, from Redis 7's `entries-added` counter, so a gap in what it saw
+//! is never silent. It keeps nothing it reads: memory is constant, bounded
+//! by the number of contracts, reasons and distinct sources (capped at
 //! [`MAX_SOURCES`] per contract; the rest are counted as `other`).
 
 use std::collections::{BTreeMap, HashSet};
@@ -47,6 +52,9 @@ pub struct ObserverReport {
     pub by_contract: BTreeMap<String, (u64, u64)>,
     /// `(contract, source) -> invalid entries`.
     pub violations_by_source: BTreeMap<(String, String), u64>,
+    /// `(contract, reason, source) -> invalid entries`, the reason being
+    /// the dead-letter reason a consumer would give the entry.
+    pub invalid_by_reason: BTreeMap<(String, String, String), u64>,
     /// `contract -> entries` trimmed or deleted before the observer read
     /// them (counted only on Redis 7+, which reports `entries-added`).
     pub missed: BTreeMap<String, u64>,
@@ -75,10 +83,13 @@ struct Position {
 
 /// A `source` value safe to use as a label: short, plain, and one of the
 /// first [`MAX_SOURCES`] seen for the contract; anything else is `other`.
+/// A final newline is dropped first (`"orion-watcher\n"`, which Python's
+/// `$` accepts, is labelled `orion-watcher`).
 fn source_label(value: Option<&serde_json::Value>, seen: &mut HashSet<String>) -> String {
     let Some(s) = value.and_then(|v| v.as_str()) else {
         return "unknown".to_owned();
     };
+    let s = s.strip_suffix('\n').unwrap_or(s);
     let plain = !s.is_empty()
         && s.len() <= 64
         && s.bytes()
@@ -209,31 +220,35 @@ pub async fn run(
             };
             let contract = &contracts[idx];
             for entry in read.entries {
-                let (valid, source) = match entry.decode(max_bytes) {
-                    Ok(value) => {
-                        let ok = contract.is_valid(&value);
-                        (
-                            ok,
-                            (!ok).then(|| source_label(value.get("source"), &mut sources[idx])),
-                        )
-                    }
-                    Err(_) => (false, Some("unknown".to_owned())),
-                };
-                bus.metrics()
-                    .observed(contract.name(), valid, source.as_deref());
+                let invalid = judge(contract, &entry, max_bytes, &mut sources[idx]);
+                bus.metrics().observed(
+                    contract.name(),
+                    invalid.is_none(),
+                    invalid.as_ref().map(|(_, source)| source.as_str()),
+                );
                 let counts = report
                     .by_contract
                     .entry(contract.name().to_owned())
                     .or_default();
-                if valid {
-                    counts.0 += 1;
-                } else {
+                if let Some((reason, source)) = invalid {
                     counts.1 += 1;
+                    bus.metrics()
+                        .observed_invalid(contract.name(), reason, &source);
+                    *report
+                        .invalid_by_reason
+                        .entry((
+                            contract.name().to_owned(),
+                            reason.to_owned(),
+                            source.clone(),
+                        ))
+                        .or_default() += 1;
                     *report
                         .violations_by_source
-                        .entry((contract.name().to_owned(), source.unwrap_or_default()))
+                        .entry((contract.name().to_owned(), source))
                         .or_default() += 1;
-                    tracing::debug!(stream = %read.stream, id = %entry.id, "observed a contract violation");
+                    tracing::debug!(stream = %read.stream, id = %entry.id, reason, "observed an invalid entry");
+                } else {
+                    counts.0 += 1;
                 }
                 positions[idx].last_id = entry.id;
                 positions[idx].seen += 1;
@@ -251,6 +266,34 @@ pub async fn run(
     .await;
     summarize(&report);
     Ok(report)
+}
+
+/// `None` for a valid entry; else its reason (the dead-letter reason a
+/// consumer would give it) and its `source` label.
+fn judge(
+    contract: &crate::contracts::Contract,
+    entry: &wire::RawEntry,
+    max_bytes: usize,
+    sources: &mut HashSet<String>,
+) -> Option<(&'static str, String)> {
+    match entry.decode(max_bytes) {
+        Ok(value) if contract.is_valid(&value) => None,
+        Ok(value) => Some((
+            "contract_violation",
+            source_label(value.get("source"), sources),
+        )),
+        Err(e) => {
+            // What Python's json reads still has a source worth naming.
+            let lenient = match &e {
+                wire::DecodeError::NonFiniteNumber(_) | wire::DecodeError::LoneSurrogate(_) => {
+                    entry.data().ok().and_then(wire::parse_python_lenient)
+                }
+                _ => None,
+            };
+            let source = source_label(lenient.as_ref().and_then(|v| v.get("source")), sources);
+            Some((e.reason(), source))
+        }
+    }
 }
 
 /// Counts entries that were added to a stream but never read by the
@@ -319,12 +362,13 @@ fn summarize(report: &ObserverReport) {
     for (contract, missed) in &report.missed {
         tracing::info!(contract, missed, "observer summary: entries missed");
     }
-    for ((contract, source), n) in &report.violations_by_source {
+    for ((contract, reason, source), n) in &report.invalid_by_reason {
         tracing::info!(
             contract,
+            reason,
             source,
-            violations = n,
-            "observer violations by source"
+            invalid = n,
+            "observer invalid entries by reason and source"
         );
     }
 }
@@ -340,6 +384,11 @@ mod tests {
         assert_eq!(
             source_label(Some(&json!("orion-guardian")), &mut seen),
             "orion-guardian"
+        );
+        assert_eq!(
+            source_label(Some(&json!("orion-guardian\n")), &mut seen),
+            "orion-guardian",
+            "a final newline (Python's `$` accepts one) is not part of the label"
         );
         assert_eq!(source_label(Some(&json!("has space")), &mut seen), "other");
         assert_eq!(source_label(Some(&json!(3)), &mut seen), "unknown");

@@ -487,6 +487,7 @@ where
             id,
             deliveries,
             message,
+            ..
         } = delivery;
         let version = message
             .get("version")

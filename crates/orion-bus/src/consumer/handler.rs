@@ -20,6 +20,7 @@ pub struct Delivery {
     pub(crate) id: String,
     pub(crate) deliveries: u64,
     pub(crate) message: Value,
+    pub(crate) data: Vec<u8>,
 }
 
 impl Delivery {
@@ -52,6 +53,16 @@ impl Delivery {
     #[must_use]
     pub fn message(&self) -> &Value {
         &self.message
+    }
+
+    /// The message as it was stored: the entry's `data` field, byte for
+    /// byte (UTF-8 JSON, validated). Unlike [`Self::message`], whose
+    /// integers beyond 64 bits are floats (`serde_json::Value`), it keeps
+    /// every number exactly as its producer wrote it; see
+    /// [`crate::wire::exact_json`] to print the message with them.
+    #[must_use]
+    pub fn data(&self) -> &[u8] {
+        &self.data
     }
 
     /// Takes the validated message.

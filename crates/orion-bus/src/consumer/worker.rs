@@ -126,6 +126,7 @@ async fn process<H: Handler>(
         id: id.clone(),
         deliveries,
         message,
+        data: entry.data().map(<[u8]>::to_vec).unwrap_or_default(),
     };
     // The call itself goes inside the caught future: a handler may panic
     // before returning its future, not only while it is polled.
