@@ -6,10 +6,9 @@ mod common;
 
 use common::*;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use orion_bus_harness::RedisServer;
@@ -332,23 +331,6 @@ fn consume_stops_without_acking_when_its_output_is_closed() {
     assert_eq!(field("pending"), 1, "{groups}");
     assert_eq!(field("lag"), 4, "{groups}");
     assert_eq!(redis_cli(&server, &["XLEN", "orion:alerts:dlq"]), "0");
-}
-
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
-fn terminate(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 fn wait_exit(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {

@@ -7,18 +7,10 @@ mod common;
 use common::*;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use orion_bus_harness::RedisServer;
-
-fn sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
 
 fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
@@ -80,7 +72,7 @@ fn sigterm_ends_consume_within_the_grace_even_when_its_output_blocks() {
         }
         last = now;
     }
-    sigterm(consume.id());
+    terminate(consume.id());
     let took = wait_exit(&mut consume, Duration::from_secs(8));
     let Some(took) = took else {
         let _ = consume.kill();
@@ -118,7 +110,7 @@ fn sigterm_ends_consume_within_the_grace_even_when_its_output_blocks() {
 }
 
 #[test]
-fn an_idle_consume_stops_at_once_on_sigterm() {
+fn an_idle_consume_stops_at_once_on_terminate() {
     let server = RedisServer::start().expect("redis");
     let mut consume = cmd(&server)
         .args([
@@ -140,7 +132,7 @@ fn an_idle_consume_stops_at_once_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(500));
-    sigterm(consume.id());
+    terminate(consume.id());
     let took = wait_exit(&mut consume, Duration::from_secs(5)).expect("exits");
     // The process itself stops within 50 ms of its consumer; the margin
     // here is for process teardown on a loaded test machine.

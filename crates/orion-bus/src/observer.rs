@@ -1,8 +1,12 @@
 //! Observer mode: watch every contract stream without joining a group.
 //!
 //! Owns `serve --observe`, phase 1 of a migration: it reads each stream
-//! with plain `XREAD` (never a group, never an ack, so the Python bus is
-//! untouched), validates every entry, counts outcomes by contract and
+//! without a group (never an ack, so the Python bus is untouched), in
+//! batches bounded by bytes as well as count: a read-only script walks the
+//! stream one `XRANGE` at a time and returns at most 1 MiB of
+//! entries, and an entry over `max_message_bytes` only as its id and size,
+//! counted `too_large` without ever being transferred. It validates every
+//! entry, counts outcomes by contract and
 //! invalid entries by the message's `source` field and by reason (the
 //! dead-letter reason a consumer would give the entry: `contract_violation`,
 //! `invalid_json`, `non_finite_number`, `lone_surrogate`, ...; see
@@ -11,8 +15,10 @@
 //! surrogates) is still read, so the module that writes them shows.
 //! Entries trimmed (or deleted) before it could read them are counted as
 //! missed, from Redis 7's `entries-added` counter, so a gap in what it saw
-//! is never silent. It keeps nothing it reads: memory is constant, bounded
-//! by the number of contracts, reasons and distinct sources (capped at
+//! is never silent. Every group of the watched streams is checked for
+//! entries trimmed before it read them, too. It keeps nothing it reads:
+//! memory is constant, bounded by one batch, the number of contracts,
+//! reasons and distinct sources (capped at
 //! [`MAX_SOURCES`] per contract; the rest are counted as `other`).
 
 use std::collections::{BTreeMap, HashSet};
@@ -29,8 +35,110 @@ use crate::wire;
 /// Distinct `source` label values per contract before `other` is used.
 pub const MAX_SOURCES: usize = 64;
 
-/// Entries read per `XREAD`.
+/// Entries read per stream per batch, at most.
 const BATCH: usize = 500;
+
+/// Bytes of entries read per stream per batch, at most (plus one entry of
+/// up to `max_message_bytes`): what bounds the observer's memory.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// How long to wait before looking again when no stream had anything new.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// Reads up to `ARGV[2]` entries after `ARGV[1]`, one at a time, until
+/// `ARGV[3]` bytes are taken; an entry over `ARGV[4]` bytes is returned as
+/// `{id, size}` without its fields, never held by the client.
+/// `KEYS`: the stream. Returns `{id, size[, fields]}` rows.
+static READ_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local out = {}
+local after = ARGV[1]
+local budget = tonumber(ARGV[3])
+local max_bytes = tonumber(ARGV[4])
+local used = 0
+for _ = 1, tonumber(ARGV[2]) do
+  local r = redis.call('XRANGE', KEYS[1], '(' .. after, '+', 'COUNT', 1)
+  if #r == 0 then break end
+  local id, fields = r[1][1], r[1][2]
+  local size = 0
+  for j = 1, #fields do size = size + #fields[j] end
+  if size > max_bytes then
+    out[#out + 1] = {id, size}
+  else
+    if used + size > budget and #out > 0 then break end
+    out[#out + 1] = {id, size, fields}
+    used = used + size
+  end
+  after = id
+end
+return out
+",
+    )
+});
+
+/// One entry as the observer read it.
+enum Observed {
+    /// An entry of a size it may hold.
+    Entry(wire::RawEntry),
+    /// Over `max_message_bytes`: counted, never transferred.
+    TooLarge {
+        /// The entry id.
+        id: String,
+    },
+}
+
+/// What one stream gave in one batch.
+struct Batch {
+    stream: String,
+    entries: Vec<Observed>,
+}
+
+/// The entries of `stream` after `after`, bounded by count and bytes.
+async fn read_bounded(
+    conn: &mut redis::aio::ConnectionManager,
+    stream: &str,
+    after: &str,
+    max_bytes: usize,
+) -> redis::RedisResult<Vec<Observed>> {
+    let rows: Vec<redis::Value> = READ_SCRIPT
+        .key(stream)
+        .arg(after)
+        .arg(BATCH)
+        .arg(BATCH_BYTES)
+        .arg(max_bytes)
+        .invoke_async(conn)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let redis::Value::Array(mut parts) = row else {
+            continue;
+        };
+        if parts.len() < 2 {
+            continue;
+        }
+        let fields = (parts.len() >= 3).then(|| parts.remove(2));
+        let id: String = redis::from_redis_value(parts.swap_remove(0))?;
+        match fields {
+            None => out.push(Observed::TooLarge { id }),
+            Some(fields) => {
+                let entry = redis::Value::Array(vec![redis::Value::Array(vec![
+                    redis::Value::BulkString(id.into_bytes()),
+                    fields,
+                ])]);
+                let mut parsed = wire::parse_entries(entry).map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::UnexpectedReturnType,
+                        "observer read",
+                        e.0,
+                    ))
+                })?;
+                out.extend(parsed.pop().map(Observed::Entry));
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// How often the observer checks each stream for entries it missed.
 const MISSED_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -179,48 +287,68 @@ pub async fn run(
             .await;
             next_check = tokio::time::Instant::now() + MISSED_CHECK_EVERY;
         }
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(BATCH)
-            .arg("BLOCK")
-            .arg(1000)
-            .arg("STREAMS");
-        cmd.arg(&streams);
-        for p in &positions {
-            cmd.arg(&p.last_id);
-        }
-        let reply = tokio::select! {
-            () = shutdown.cancelled() => break,
-            r = cmd.query_async::<redis::Value>(&mut conn) => r,
-        };
-        let reply = match reply {
-            Ok(r) => {
-                backoff.reset();
-                r
-            }
-            Err(e) => {
-                bus.metrics().redis_error(&e);
-                tracing::warn!(stream = %streams.join(","), error = %e, "observer XREAD failed; retrying");
-                if !backoff.wait(&shutdown).await {
+        // Each stream in turn, a batch bounded by bytes (see READ_SCRIPT);
+        // when none has anything new, wait a little.
+        let mut read_any = false;
+        let mut failed = None;
+        let mut batches = Vec::with_capacity(streams.len());
+        for (idx, stream) in streams.iter().enumerate() {
+            let read = tokio::select! {
+                () = shutdown.cancelled() => None,
+                r = read_bounded(&mut conn, stream, &positions[idx].last_id, max_bytes) => Some(r),
+            };
+            match read {
+                None => break,
+                Some(Ok(entries)) => {
+                    read_any |= !entries.is_empty();
+                    batches.push((idx, entries));
+                }
+                Some(Err(e)) => {
+                    failed = Some(e);
                     break;
                 }
-                continue;
             }
-        };
-        let parsed = match wire::parse_read_reply(reply) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(stream = %streams.join(","), error = %e, "unreadable XREAD reply");
-                continue;
+        }
+        if shutdown.is_cancelled() {
+            break;
+        }
+        if let Some(e) = failed {
+            bus.metrics().redis_error(&e);
+            tracing::warn!(stream = %streams.join(","), error = %e, "observer read failed; retrying");
+            if !backoff.wait(&shutdown).await {
+                break;
             }
-        };
+            continue;
+        }
+        backoff.reset();
+        if !read_any {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        }
+        let parsed = batches.into_iter().map(|(idx, entries)| Batch {
+            stream: streams[idx].clone(),
+            entries,
+        });
         for read in parsed {
             let Some(idx) = streams.iter().position(|s| *s == read.stream) else {
                 continue;
             };
             let contract = &contracts[idx];
-            for entry in read.entries {
-                let invalid = judge(contract, &entry, max_bytes, &mut sources[idx]);
+            for observed in read.entries {
+                let (entry, invalid) = match observed {
+                    Observed::Entry(entry) => {
+                        let invalid = judge(contract, &entry, max_bytes, &mut sources[idx]);
+                        (entry, invalid)
+                    }
+                    // Never held: its size alone says it.
+                    Observed::TooLarge { id, .. } => (
+                        wire::RawEntry { id, fields: None },
+                        Some(("too_large", "unknown".to_owned())),
+                    ),
+                };
                 bus.metrics().observed(
                     contract.name(),
                     invalid.is_none(),

@@ -2,24 +2,24 @@
 //! pool, acking, dead-lettering poison, and draining on shutdown.
 //!
 //! Owns [`Consumer`] and [`ConsumeError`], the consuming error boundary,
-//! and [`Consumer::run`], made of named phases: [`Consumer::start`]
+//! and [`Consumer::run`], made of named phases: `Consumer::start`
 //! (connections, name lease, worker pool, heartbeat, upkeep, own pending
-//! entries), [`read_loop`] and [`drain`]. The pieces:
-//! - [`options`]: what can be set, and the defaults;
-//! - [`state`]: what the tasks of one running consumer share;
-//! - the **reader** ([`reader`]) runs `XREADGROUP` on a connection of its
+//! entries), `read_loop` and `drain`. The pieces:
+//! - `options`: what can be set, and the defaults;
+//! - `state`: what the tasks of one running consumer share;
+//! - the **reader** (`reader`) runs `XREADGROUP` on a connection of its
 //!   own, over every stream the consumer listens to, and only reads as many
 //!   entries as it holds in-flight permits for (backpressure);
-//! - a pool of `concurrency` **workers** ([`worker`]) takes entries in read
+//! - a pool of `concurrency` **workers** (`worker`) takes entries in read
 //!   order, decodes and validates each, and runs the handler;
-//! - the **acker** ([`ack`]) batches `XACK`s for handlers that succeeded;
-//! - poison entries, and entries that failed too often, go to [`dead_letter`];
-//! - the **redeliverer** ([`redeliver`]) takes back own pending entries,
+//! - the **acker** (`ack`) batches `XACK`s for handlers that succeeded;
+//! - poison entries, and entries that failed too often, go to `dead_letter`;
+//! - the **redeliverer** (`redeliver`) takes back own pending entries,
 //!   redelivers failed entries after a backoff and claims entries of dead
 //!   consumers;
-//! - the **heartbeat** ([`heartbeat`]), on a thread of its own, keeps
-//!   in-flight entries from looking dead and renews the name [`lease`];
-//! - the group's upkeep ([`group`]): creation, recreation, loss checks,
+//! - the **heartbeat** (`heartbeat`), on a thread of its own, keeps
+//!   in-flight entries from looking dead and renews the name `lease`;
+//! - the group's upkeep (`group`): creation, recreation, loss checks,
 //!   stale consumers.
 //!
 //! **Invariant:** an entry is acked only after its handler returned `Ok`,
