@@ -71,3 +71,33 @@ async fn a_consumer_resumes_within_about_a_second_of_redis_coming_back() {
     shutdown.cancel();
     task.await.expect("join").expect("run");
 }
+
+#[tokio::test]
+async fn an_idle_consumer_stops_at_once() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut took = Vec::new();
+    for round in 0..5 {
+        let consumer = Consumer::new(
+            &bus,
+            ConsumerOptions::new("g", format!("c{round}")).contract("command"),
+        )
+        .await
+        .expect("consumer");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(consumer.run(
+            |_d: Delivery| async { Ok::<(), HandlerError>(()) },
+            shutdown.clone(),
+        ));
+        // Idle: reading (blocked in XREADGROUP), nothing in flight.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cancelled = Instant::now();
+        shutdown.cancel();
+        task.await.expect("join").expect("run");
+        took.push(cancelled.elapsed());
+    }
+    eprintln!("idle consumer stop times: {took:?}");
+    took.sort();
+    // The median: 50 ms is the promise; a loaded test machine gets a margin.
+    assert!(took[2] < Duration::from_millis(100), "stop times {took:?}");
+}
