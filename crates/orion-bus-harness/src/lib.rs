@@ -10,7 +10,7 @@
 //!
 //! A server can also listen for TLS only ([`RedisServerOptions::tls`]:
 //! `--tls-port P --port 0` with the given certificate, key and CA); the
-//! `certs` feature adds [`certs::TestPki`], which generates the CA and the
+//! `certs` feature adds `certs::TestPki`, which generates the CA and the
 //! server and client certificates for it.
 //!
 //! Nothing here ever talks to a shared Redis: every server is private to
