@@ -24,8 +24,9 @@ use orion_bus::observer::{self, ObserveFrom};
 use orion_bus::retention::StreamState;
 use orion_bus::{
     Bus, BusOptions, CancellationToken, ConsumeError, Consumer, ConsumerOptions, ConsumerReport,
-    ContractOptions, Delivery, Handler, HandlerError, Metrics, RedisSettings, StartId, examples,
+    ContractOptions, Delivery, Handler, HandlerError, Metrics, RedisSettings, StartId,
 };
+use orion_bus_examples as examples;
 use redis::aio::ConnectionManager;
 
 const COMMANDS: &str = "orion:commands";
@@ -525,6 +526,43 @@ async fn many_orphans_are_claimed_together_not_one_per_read() {
         last - first
     );
     running.stop().await;
+}
+
+#[tokio::test]
+async fn a_frozen_redis_does_not_make_a_live_consumers_entries_look_dead() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let ids = publish_commands(&bus, 0, 1).await;
+    let log = Log::default();
+    let release = CancellationToken::new();
+    let owner = Consumer::new(&bus, fast("g", "owner"))
+        .await
+        .expect("owner");
+    let owner = Running::spawn(owner, held_until(&log, &release));
+    until_len(&log, 1, Duration::from_secs(5)).await;
+    let other = Log::default();
+    let c2 = Consumer::new(&bus, fast("g", "c2")).await.expect("c2");
+    let c2 = Running::spawn(c2, recorder(&other));
+    tokio::time::sleep(CLAIM_IDLE * 3).await;
+    // Frozen for four claim_idle periods (and past the owner's lease TTL):
+    // after it, every entry looks idle until the heartbeats get through.
+    server.pause();
+    tokio::time::sleep(CLAIM_IDLE * 4).await;
+    server.resume();
+    tokio::time::sleep(CLAIM_IDLE * 6).await;
+    assert_eq!(
+        ids_of(&other),
+        Vec::<String>::new(),
+        "not claimed from a live owner"
+    );
+    assert_eq!(pending(&mut raw, COMMANDS, "g").await, ids);
+    release.cancel();
+    assert!(common::all_acked_within(&raw, COMMANDS, "g", Duration::from_secs(3)).await);
+    owner.stop().await;
+    c2.stop().await;
+    assert_eq!(ids_of(&log), ids, "handled once, by its owner");
+    assert_eq!(ids_of(&other), Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -18,7 +18,9 @@
 //!   there with reason `deleted`.
 //!
 //! Other consumers' entries are claimed only once this consumer has run,
-//! and seen Redis answer promptly, for `claim_idle`: after a Redis outage
+//! and seen Redis answer promptly, for `claim_idle`, only when their owner's
+//! name lease has expired, and only when seen idle on two passes a
+//! heartbeat interval apart and untouched in between: after a Redis outage
 //! or freeze every consumer's entries look idle until the heartbeats get
 //! through again.
 //!
@@ -53,6 +55,9 @@ struct PendingRow {
     owner: String,
     idle: Duration,
     deliveries: u64,
+    /// Idle time the entry must still have when claimed, if more than the
+    /// pass's minimum.
+    min_idle: Option<Duration>,
 }
 
 async fn xpending(
@@ -80,27 +85,27 @@ async fn xpending(
             owner,
             idle: Duration::from_millis(idle),
             deliveries,
+            min_idle: None,
         })
         .collect())
 }
 
 /// Claims the given entries for `ARGV[2]` in one step, each only if it is
-/// still pending, idle for `ARGV[3]` ms, held by `ARGV[4]` (when not
-/// empty) and still in the stream. Entries deleted from the stream are not
-/// claimed (Redis 7's `XCLAIM` would drop them from the pending list) but
-/// returned as gone, to be dead-lettered. `KEYS`: the stream. `ARGV`: the
-/// group, this consumer, the min idle time, the required owner, the ids.
-/// Returns `{XCLAIM reply, gone ids}`.
+/// still pending, idle for at least its own minimum, held by `ARGV[3]`
+/// (when not empty) and still in the stream. Entries deleted from the
+/// stream are not claimed (Redis 7's `XCLAIM` would drop them from the
+/// pending list) but returned as gone, to be dead-lettered. `KEYS`: the
+/// stream. `ARGV`: the group, this consumer, the required owner, then
+/// `id, min idle ms` pairs. Returns `{XCLAIM reply, gone ids}`.
 static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-local min_idle = tonumber(ARGV[3])
-local take = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3]}
+local take = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}
 local gone = {}
-for i = 5, #ARGV do
+for i = 4, #ARGV, 2 do
   local id = ARGV[i]
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
-  if #p == 1 and p[1][3] >= min_idle and (ARGV[4] == '' or p[1][2] == ARGV[4]) then
+  if #p == 1 and p[1][3] >= tonumber(ARGV[i + 1]) and (ARGV[3] == '' or p[1][2] == ARGV[3]) then
     if #redis.call('XRANGE', KEYS[1], id, id) == 1 then
       take[#take + 1] = id
     else
@@ -117,8 +122,9 @@ return {claimed, gone}
     )
 });
 
-/// Claims `ids` for this consumer (see [`CLAIM_SCRIPT`]): entries still
-/// pending, idle for `min_idle` and, with `owner`, still held by it.
+/// Claims `rows` (id, min idle) for this consumer (see [`CLAIM_SCRIPT`]):
+/// entries still pending, idle for their minimum and, with `owner`, still
+/// held by it.
 /// Returns the entries claimed, plus, as entries without fields, those
 /// deleted from the stream while pending (trimmed or `XDEL`ed), so that
 /// they are dead-lettered as `deleted` rather than vanish; they stay
@@ -129,23 +135,21 @@ async fn claim(
     shared: &Shared,
     conn: &mut ConnectionManager,
     idx: usize,
-    min_idle: Duration,
     owner: Option<&str>,
-    ids: &[&str],
+    rows: &[(&str, Duration)],
 ) -> redis::RedisResult<Vec<RawEntry>> {
-    if ids.is_empty() {
+    if rows.is_empty() {
         return Ok(Vec::new());
     }
     let stream = &*shared.sources[idx].stream;
-    let reply: (redis::Value, Vec<String>) = CLAIM_SCRIPT
-        .key(stream)
-        .arg(&shared.group)
+    let mut call = CLAIM_SCRIPT.key(stream);
+    call.arg(&shared.group)
         .arg(&shared.consumer)
-        .arg(millis(min_idle))
-        .arg(owner.unwrap_or(""))
-        .arg(ids)
-        .invoke_async(conn)
-        .await?;
+        .arg(owner.unwrap_or(""));
+    for (id, min_idle) in rows {
+        call.arg(*id).arg(millis(*min_idle));
+    }
+    let reply: (redis::Value, Vec<String>) = call.invoke_async(conn).await?;
     let (claimed, gone) = reply;
     let mut entries = wire::parse_entries(claimed).map_err(|e| {
         redis::RedisError::from((redis::ErrorKind::UnexpectedReturnType, "XCLAIM reply", e.0))
@@ -251,8 +255,11 @@ async fn take_over(
         rows.iter().partition(|r| r.deliveries >= max);
 
     if !exhausted.is_empty() {
-        let ids: Vec<&str> = exhausted.iter().map(|r| r.id.as_str()).collect();
-        for entry in claim(shared, conn, idx, min_idle, owner, &ids).await? {
+        let ids: Vec<(&str, Duration)> = exhausted
+            .iter()
+            .map(|r| (r.id.as_str(), r.min_idle.unwrap_or(min_idle).max(min_idle)))
+            .collect();
+        for entry in claim(shared, conn, idx, owner, &ids).await? {
             let deliveries = exhausted
                 .iter()
                 .find(|r| r.id == entry.id)
@@ -294,8 +301,11 @@ async fn take_over(
         }
         let (batch, later) = rest.split_at(granted.min(rest.len()));
         rest = later;
-        let ids: Vec<&str> = batch.iter().map(|r| r.id.as_str()).collect();
-        let entries = match claim(shared, conn, idx, min_idle, owner, &ids).await {
+        let ids: Vec<(&str, Duration)> = batch
+            .iter()
+            .map(|r| (r.id.as_str(), r.min_idle.unwrap_or(min_idle).max(min_idle)))
+            .collect();
+        let entries = match claim(shared, conn, idx, owner, &ids).await {
             Ok(e) => e,
             Err(e) => {
                 shared.budget.give_back(granted);
@@ -439,6 +449,7 @@ pub(super) async fn run(
     // claim_idle after that, so a Redis outage or freeze never makes live
     // consumers' entries look dead.
     let mut unsure_since = tokio::time::Instant::now();
+    let seen = Sightings::default();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -465,7 +476,7 @@ pub(super) async fn run(
         for idx in 0..shared.sources.len() {
             let result = tokio::select! {
                 () = stop.cancelled() => return,
-                r = pass(&shared, &mut conn, idx, &queue, &in_flight, &stop, claim_orphans) => r,
+                r = pass(&shared, &mut conn, idx, &queue, &in_flight, &stop, claim_orphans, &seen) => r,
             };
             if let Err(e) = result
                 && e.code() != Some("NOGROUP")
@@ -511,6 +522,41 @@ where
     }
 }
 
+/// When each candidate orphan, by (source, id), was first seen idle.
+type Sightings = std::sync::Mutex<std::collections::HashMap<(usize, String), std::time::Instant>>;
+
+/// Of `rows` (other consumers' entries idle for `claim_idle`), those first
+/// seen at least a heartbeat interval (`claim_idle / 3`, plus 250 ms) ago,
+/// each with the idle time it must still have to be claimed: `claim_idle`
+/// plus the time since, less 100 ms. An owner that touched the entry since
+/// makes that check fail. The rest are noted for a later pass.
+fn sighted_twice(
+    seen: &Sightings,
+    idx: usize,
+    rows: Vec<PendingRow>,
+    claim_idle: Duration,
+) -> Vec<PendingRow> {
+    let Ok(mut seen) = seen.lock() else {
+        return Vec::new();
+    };
+    let now = std::time::Instant::now();
+    let wait = claim_idle / 3 + Duration::from_millis(250);
+    // Forget sightings too old to matter (claimed, acked, or gone).
+    let keep = claim_idle * 10 + Duration::from_secs(10);
+    seen.retain(|_, first| now.duration_since(*first) < keep);
+    let mut ready = Vec::new();
+    for mut row in rows {
+        let first = *seen.entry((idx, row.id.clone())).or_insert(now);
+        let since = now.duration_since(first);
+        if since >= wait {
+            seen.remove(&(idx, row.id.clone()));
+            row.min_idle = Some((claim_idle + since).saturating_sub(Duration::from_millis(100)));
+            ready.push(row);
+        }
+    }
+    ready
+}
+
 /// `rows` less those whose owner holds its name lease (is alive).
 async fn without_live_owners(
     shared: &Shared,
@@ -543,6 +589,7 @@ async fn without_live_owners(
 /// One look at a stream's whole pending entries list: own entries nothing
 /// is working on, then (with `claim_orphans`) other consumers' entries
 /// idle for `claim_idle`.
+#[allow(clippy::too_many_arguments)]
 async fn pass(
     shared: &Shared,
     conn: &mut ConnectionManager,
@@ -551,6 +598,7 @@ async fn pass(
     in_flight: &Arc<Semaphore>,
     stop: &CancellationToken,
     claim_orphans: bool,
+    seen: &Sightings,
 ) -> redis::RedisResult<()> {
     let o = &shared.options;
     if shared.budget.exhausted() {
@@ -619,6 +667,12 @@ async fn pass(
             // longer than claim_idle, an entry deleted while its handler
             // runs): its entries stay with it.
             let orphans = without_live_owners(shared, &mut c, candidates).await?;
+            // Seen idle twice, a heartbeat interval apart, and untouched
+            // in between (its idle time grew by all that time): a Redis
+            // outage or freeze makes every entry look idle, but a live
+            // owner's heartbeat touches its entries within claim_idle / 3
+            // of Redis answering again.
+            let orphans = sighted_twice(seen, idx, orphans, o.claim_idle);
             for row in &orphans {
                 tracing::info!(
                     stream,
