@@ -88,7 +88,7 @@ impl Run {
             self.options.seed & 0xffff_ffff,
             n
         );
-        let mut message = orion_bus::examples::sensor_reading(n);
+        let mut message = orion_bus_examples::sensor_reading(n);
         if let Some(obj) = message.as_object_mut() {
             obj.insert(ID_FIELD.to_owned(), Value::String(msg.clone()));
         }

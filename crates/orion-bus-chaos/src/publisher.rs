@@ -16,7 +16,7 @@ use crate::ledger::{Publish, PublishOutcome};
 /// Connects a bus with the example contracts, retrying until `stop`.
 pub async fn connect_bus(run: &Run, stop: &CancellationToken) -> Option<Bus> {
     loop {
-        let registry = match orion_bus::examples::registry(ContractOptions::default()) {
+        let registry = match orion_bus_examples::registry(ContractOptions::default()) {
             Ok(r) => r,
             Err(e) => {
                 run.history

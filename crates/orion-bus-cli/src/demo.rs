@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::bus::{Bus, PublishError};
-use crate::consumer::{Consumer, ConsumerOptions, StartId};
-use crate::wire;
+use orion_bus::{
+    Bus, ConsumeError, Consumer, ConsumerOptions, Delivery, PublishError, StartId, wire,
+};
+use orion_bus_examples as examples;
 
 /// The stream prefix the demo writes under.
 pub const DEMO_PREFIX: &str = "orion-demo";
@@ -146,7 +147,7 @@ pub enum DemoError {
     Publish(#[from] PublishError),
     /// The consumer failed.
     #[error(transparent)]
-    Consume(#[from] crate::consumer::ConsumeError),
+    Consume(#[from] ConsumeError),
     /// A raw Redis command failed.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -189,7 +190,7 @@ pub async fn run(
         let contract = DEMO_CONTRACTS[(n / 100 % 3) as usize];
         let chunk = (messages - n).min(100);
         let batch: Vec<Value> = (n..n + chunk)
-            .filter_map(|i| crate::examples::sample(contract, i))
+            .filter_map(|i| examples::sample(contract, i))
             .collect();
         if chunk == 1 {
             bus.publish(contract, &batch[0]).await?;
@@ -214,7 +215,7 @@ pub async fn run(
     let started = Instant::now();
     consumer
         .run(
-            move |d: crate::consumer::Delivery| {
+            move |d: Delivery| {
                 let seen = seen.clone();
                 async move {
                     if let Ok(mut m) = seen.lock() {
@@ -298,17 +299,17 @@ async fn write_poison(bus: &Bus) -> Result<u64, DemoError> {
 
 /// Tries one invalid publish per kind of mistake; every one must fail.
 async fn try_invalid(bus: &Bus) -> Result<Vec<String>, DemoError> {
-    let mut missing = crate::examples::sensor_reading(1);
+    let mut missing = examples::sensor_reading(1);
     if let Some(m) = missing.as_object_mut() {
         m.remove("value");
     }
-    let mut extra = crate::examples::alert(1);
+    let mut extra = examples::alert(1);
     extra["escalate"] = json!(true);
-    let mut bad_enum = crate::examples::command(1);
+    let mut bad_enum = examples::command(1);
     bad_enum["action"] = json!("reboot-everything");
-    let mut bad_uuid = crate::examples::sensor_reading(2);
+    let mut bad_uuid = examples::sensor_reading(2);
     bad_uuid["reading_id"] = json!("12345");
-    let mut oversized = crate::examples::sensor_reading(3);
+    let mut oversized = examples::sensor_reading(3);
     oversized["tags"] = json!({"blob": "x".repeat(2 * bus.options().max_message_bytes)});
     let attempts = [
         ("sensor.reading", missing),
@@ -322,8 +323,21 @@ async fn try_invalid(bus: &Bus) -> Result<Vec<String>, DemoError> {
     for (contract, msg) in attempts {
         match bus.publish(contract, &msg).await {
             Ok(id) => return Err(DemoError::AcceptedInvalid(format!("{contract} as {id}"))),
-            Err(e) => out.push(crate::contracts::truncate(e.to_string(), 160)),
+            Err(e) => out.push(truncate(e.to_string(), 160)),
         }
     }
     Ok(out)
+}
+
+/// Cuts `s` to at most `max` bytes (on a char boundary), marking the cut.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
 }

@@ -48,7 +48,7 @@ fn entries(conn: &mut redis::Connection, stream: &str) -> Vec<(String, Vec<u8>)>
 fn python_reading(n: u64, value: &str) -> String {
     format!(
         r#"{{"version": "1.0", "reading_id": "{}", "timestamp": "2026-11-24T10:00:00Z", "source": "sensor-py", "sensor": "power", "value": {value}}}"#,
-        orion_bus::examples::sample_uuid(n)
+        orion_bus_examples::sample_uuid(n)
     )
 }
 
@@ -192,7 +192,7 @@ fn python_numbers_keep_their_bytes_through_publish_tail_and_redrive() {
         python_reading(10, values[0]),
         python_reading(11, "1e-07").replace(", ", ","),
         r#"{"value":12345678901234567890123,"version":"1.0","reading_id":"RID","timestamp":"2026-11-24T10:00:00Z","source":"x","sensor":"power"}"#
-            .replace("RID", &orion_bus::examples::sample_uuid(12)),
+            .replace("RID", &orion_bus_examples::sample_uuid(12)),
     ];
     for data in &parked {
         xadd(

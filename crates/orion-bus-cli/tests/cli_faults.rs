@@ -21,7 +21,7 @@ fn publish(server: &RedisServer, from: u64, n: u64) -> Vec<String> {
     use std::io::Write;
     let input: String = (from..from + n)
         .map(|k| {
-            orion_bus::examples::sample("command", k)
+            orion_bus_examples::sample("command", k)
                 .expect("example")
                 .to_string()
                 + "\n"

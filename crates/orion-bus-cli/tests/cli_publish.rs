@@ -14,7 +14,7 @@ use orion_bus_harness::RedisServer;
 fn ndjson(from: u64, n: u64) -> String {
     (from..from + n)
         .map(|k| {
-            orion_bus::examples::sample("sensor.reading", k)
+            orion_bus_examples::sample("sensor.reading", k)
                 .expect("example")
                 .to_string()
                 + "\n"

@@ -31,7 +31,7 @@ fn sigterm_ends_consume_within_the_grace_even_when_its_output_blocks() {
     // Far more than a pipe holds (64 KiB): the output blocks.
     let input: String = (0..1500)
         .map(|k| {
-            orion_bus::examples::sample("sensor.reading", k)
+            orion_bus_examples::sample("sensor.reading", k)
                 .expect("example")
                 .to_string()
                 + "\n"

@@ -43,7 +43,7 @@ fn cmd(url: &str) -> Command {
 /// A file holding one valid `alert`.
 fn alert_file(dir: &Path) -> PathBuf {
     let path = dir.join("alert.json");
-    std::fs::write(&path, orion_bus::examples::alert(1).to_string()).expect("write");
+    std::fs::write(&path, orion_bus_examples::alert(1).to_string()).expect("write");
     path
 }
 

@@ -11,12 +11,12 @@ fn root() -> PathBuf {
 fn committed_example_types_are_current() {
     let generated =
         orion_bus_codegen::generate_dir(&root().join("contracts")).expect("examples generate");
-    let committed = std::fs::read_to_string(root().join("crates/orion-bus/src/examples/types.rs"))
+    let committed = std::fs::read_to_string(root().join("crates/orion-bus-examples/src/types.rs"))
         .expect("committed types");
     assert!(
         generated == committed,
-        "crates/orion-bus/src/examples/types.rs is stale: regenerate it with\n  \
-         cargo run -p orion-bus-cli -- codegen --contracts-dir contracts --out crates/orion-bus/src/examples/types.rs"
+        "crates/orion-bus-examples/src/types.rs is stale: regenerate it with\n  \
+         cargo run -p orion-bus-cli --features codegen -- codegen --contracts-dir contracts --out crates/orion-bus-examples/src/types.rs"
     );
 }
 

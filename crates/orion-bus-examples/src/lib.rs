@@ -1,31 +1,33 @@
-//! The project's own example contracts, embedded in the binary.
+//! The project's own example contracts, embedded.
 //!
 //! Owns the list of example schemas shipped in the repository's
 //! `contracts/` directory (`sensor.reading`, `alert`, `command`), used by
-//! the demo, the docs and the tests, and a generator of valid sample
-//! messages for them. [`types`] holds the Rust types generated from them
-//! by `orion-bus codegen` (a test fails when it goes stale).
+//! the demo, the benchmarks, the docs and the tests, and a generator of
+//! valid sample messages for them. [`types`] holds the Rust types generated
+//! from them by `orion-bus codegen` (a test in `orion-bus-codegen` fails
+//! when it goes stale). Not part of the bus: `orion-bus` does not depend on
+//! this crate.
 
 #[rustfmt::skip]
 pub mod types;
 
 use serde_json::{Value, json};
 
-use crate::contracts::{ContractError, ContractOptions, ContractRegistry};
+use orion_bus::{ContractError, ContractOptions, ContractRegistry};
 
 /// `(contract name, schema text)` for every example contract.
 pub const SOURCES: &[(&str, &str)] = &[
     (
         "alert",
-        include_str!("../../../../contracts/alert.schema.json"),
+        include_str!("../../../contracts/alert.schema.json"),
     ),
     (
         "command",
-        include_str!("../../../../contracts/command.schema.json"),
+        include_str!("../../../contracts/command.schema.json"),
     ),
     (
         "sensor.reading",
-        include_str!("../../../../contracts/sensor.reading.schema.json"),
+        include_str!("../../../contracts/sensor.reading.schema.json"),
     ),
 ];
 

@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use orion_bus::ContractOptions;
-use orion_bus::examples;
 use orion_bus::wire::{self, JsonStyle};
+use orion_bus_examples as examples;
 
 const MAX_BYTES: usize = 1024 * 1024;
 

@@ -8,9 +8,9 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use orion_bus::examples::{self, types};
 use orion_bus::wire::{self, JsonStyle};
 use orion_bus::{ContractOptions, ContractType};
+use orion_bus_examples::{self as examples, types};
 use serde::de::DeserializeOwned;
 
 const MAX_BYTES: usize = 1024 * 1024;

@@ -7,7 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use orion_bus::{Bus, BusOptions, ContractOptions, Metrics, RedisSettings, examples};
+use orion_bus::{Bus, BusOptions, ContractOptions, Metrics, RedisSettings};
+use orion_bus_examples as examples;
 
 const READINGS: &str = "orion:sensor.readings";
 

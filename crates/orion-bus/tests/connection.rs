@@ -2,7 +2,8 @@
 //! credentials from the URL or from the settings (which win), the
 //! database number, and a clear error for wrong credentials.
 
-use orion_bus::{Bus, BusOptions, ConnectError, Metrics, RedisSettings, examples};
+use orion_bus::{Bus, BusOptions, ConnectError, Metrics, RedisSettings};
+use orion_bus_examples as examples;
 use orion_bus_harness::{RedisServer, RedisServerOptions};
 
 fn server_with_user() -> RedisServer {
@@ -16,7 +17,7 @@ fn server_with_user() -> RedisServer {
 async fn connect(settings: RedisSettings) -> Result<Bus, ConnectError> {
     Bus::connect(
         settings,
-        orion_bus::examples::registry(orion_bus::ContractOptions::default()).expect("examples"),
+        orion_bus_examples::registry(orion_bus::ContractOptions::default()).expect("examples"),
         BusOptions::default(),
         Metrics::new(),
     )

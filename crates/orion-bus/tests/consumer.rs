@@ -9,9 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orion_bus::{
-    CancellationToken, Consumer, ConsumerOptions, Delivery, HandlerError, StartId, examples,
-};
+use orion_bus::{CancellationToken, Consumer, ConsumerOptions, Delivery, HandlerError, StartId};
+use orion_bus_examples as examples;
 use serde_json::json;
 
 type Seen = Arc<Mutex<Vec<(String, String)>>>;

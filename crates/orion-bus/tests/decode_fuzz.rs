@@ -3,8 +3,9 @@
 //! and validation return a value or an error, never a panic. Also: the
 //! Python-style encoder round-trips any JSON value.
 
+use orion_bus::ContractOptions;
 use orion_bus::wire::{self, JsonStyle, RawEntry};
-use orion_bus::{ContractOptions, examples};
+use orion_bus_examples as examples;
 use proptest::prelude::*;
 use redis::Value as R;
 use serde_json::Value;
@@ -60,7 +61,7 @@ proptest! {
         deleted in any::<bool>(),
     ) {
         let has_data = fields.iter().any(|(k, _)| k.as_slice() == b"data");
-        let entry = RawEntry { id: "1-0".into(), fields: if deleted { None } else { Some(fields) } };
+        let entry = RawEntry::new("1-0", if deleted { None } else { Some(fields) });
         let registry = examples::registry(ContractOptions::default()).expect("examples");
         match entry.decode(1024) {
             Ok(value) => {

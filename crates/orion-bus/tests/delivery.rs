@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use orion_bus::{
     CancellationToken, Consumer, ConsumerOptions, Delivery, ErrorPolicy, HandlerError, Idempotency,
-    examples,
 };
+use orion_bus_examples as examples;
 use orion_bus_harness::{RedisServer, RedisServerOptions};
 
 type Log = Arc<Mutex<Vec<(String, u64)>>>;

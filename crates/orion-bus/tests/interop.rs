@@ -6,7 +6,8 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use orion_bus::{CancellationToken, Consumer, ConsumerOptions, Delivery, examples};
+use orion_bus::{CancellationToken, Consumer, ConsumerOptions, Delivery};
+use orion_bus_examples as examples;
 use serde_json::{Value, json};
 
 fn ndjson(values: &[Value]) -> String {

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orion_bus::observer::{self, ObserveFrom};
-use orion_bus::{CancellationToken, Consumer, ConsumerOptions, Delivery, examples};
+use orion_bus::{CancellationToken, Consumer, ConsumerOptions, Delivery};
+use orion_bus_examples as examples;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn migration_walkthrough() {

@@ -9,7 +9,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use orion_bus::{CancellationToken, Consumer, ConsumerOptions, Delivery, HandlerError, dlq};
-use orion_bus::{examples, inspect, wire};
+use orion_bus::{inspect, wire};
+use orion_bus_examples as examples;
 
 const STREAM: &str = "orion:sensor.readings";
 const DLQ: &str = "orion:sensor.readings:dlq";

@@ -8,8 +8,9 @@ use std::time::Duration;
 use orion_bus::observer::{self, ObserveFrom};
 use orion_bus::status::{self, ReplayFrom};
 use orion_bus::{
-    CancellationToken, Consumer, ConsumerOptions, Delivery, ErrorPolicy, HandlerError, examples,
+    CancellationToken, Consumer, ConsumerOptions, Delivery, ErrorPolicy, HandlerError,
 };
+use orion_bus_examples as examples;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -126,7 +127,7 @@ async fn metrics_report_a_known_workload() {
 }
 
 type ObserverTask =
-    tokio::task::JoinHandle<Result<observer::ObserverReport, orion_bus::connection::ConnectError>>;
+    tokio::task::JoinHandle<Result<observer::ObserverReport, orion_bus::ConnectError>>;
 
 /// An observer from now on, in a task of its own, given time to start.
 async fn start_observer(bus: &orion_bus::Bus) -> (CancellationToken, ObserverTask) {

@@ -3,7 +3,8 @@
 
 mod common;
 
-use orion_bus::{BusOptions, JsonStyle, PublishError, examples};
+use orion_bus::{BusOptions, JsonStyle, PublishError};
+use orion_bus_examples as examples;
 use serde_json::json;
 
 #[tokio::test]

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use orion_bus::observer::{self, ObserveFrom};
 use orion_bus::{
-    CancellationToken, Consumer, ConsumerOptions, ContractOptions, Delivery, HandlerError, examples,
+    CancellationToken, Consumer, ConsumerOptions, ContractOptions, Delivery, HandlerError,
 };
+use orion_bus_examples as examples;
 
 const STREAM: &str = "orion:sensor.readings";
 

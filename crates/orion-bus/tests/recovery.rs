@@ -7,7 +7,8 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orion_bus::{Consumer, ConsumerOptions, Delivery, HandlerError, examples};
+use orion_bus::{Consumer, ConsumerOptions, Delivery, HandlerError};
+use orion_bus_examples as examples;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]

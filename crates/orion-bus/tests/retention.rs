@@ -7,9 +7,8 @@ mod common;
 use std::time::Duration;
 
 use orion_bus::retention::{Retention, StreamState, TRIM_INTERVAL};
-use orion_bus::{
-    BusOptions, CancellationToken, Consumer, ConsumerOptions, Delivery, HandlerError, examples,
-};
+use orion_bus::{BusOptions, CancellationToken, Consumer, ConsumerOptions, Delivery, HandlerError};
+use orion_bus_examples as examples;
 
 const STREAM: &str = "orion:sensor.readings";
 

@@ -9,7 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use orion_bus::{Bus, BusOptions, ConnectError, ContractOptions, Metrics, RedisSettings, examples};
+use orion_bus::{Bus, BusOptions, ConnectError, ContractOptions, Metrics, RedisSettings};
+use orion_bus_examples as examples;
 use orion_bus_harness::{RedisServer, RedisServerOptions, free_port};
 
 /// Slack for scheduling and process start on a busy two-core machine.

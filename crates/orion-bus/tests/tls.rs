@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use orion_bus::{
     Bus, BusOptions, CancellationToken, ConnectError, Consumer, ConsumerOptions, ContractOptions,
-    Delivery, HandlerError, Metrics, RedisSettings, examples,
+    Delivery, HandlerError, Metrics, RedisSettings,
 };
+use orion_bus_examples as examples;
 use orion_bus_harness::certs::TestPki;
 use orion_bus_harness::{RedisServer, RedisServerOptions};
 

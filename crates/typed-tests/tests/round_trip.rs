@@ -123,9 +123,9 @@ fn report(contract: &str, o: &Outcome) {
 
 #[test]
 fn example_contract_types_round_trip() {
-    use orion_bus::examples::types::{Alert, Command, SensorReading};
-    let registry = orion_bus::examples::registry(orion_bus::ContractOptions::default())
-        .expect("examples load");
+    use orion_bus_examples::types::{Alert, Command, SensorReading};
+    let registry =
+        orion_bus_examples::registry(orion_bus::ContractOptions::default()).expect("examples load");
     macro_rules! each {
         ($($t:ty),+) => {{
             let mut seen = Vec::new();

@@ -6,12 +6,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orion_bus::examples::types::{Alert, Command, alert, command};
 use orion_bus::typed::{Timestamp, TypedConsumer, TypedDelivery, Uuid};
 use orion_bus::{
     Bus, BusOptions, CancellationToken, ConsumerOptions, ContractOptions, ContractRegistry,
     ContractType, Metrics, PublishError, RedisSettings,
 };
+use orion_bus_examples::types::{Alert, Command, alert, command};
 use orion_bus_harness::RedisServer;
 use orion_bus_typed_tests::versioned::{EventAny, EventV1_0, EventV2_0, event_v1_0, event_v2_0};
 use redis::aio::ConnectionManager;
@@ -33,7 +33,7 @@ async fn bus(server: &RedisServer, registry: ContractRegistry, options: BusOptio
 }
 
 fn examples() -> ContractRegistry {
-    orion_bus::examples::registry(ContractOptions::default()).expect("examples")
+    orion_bus_examples::registry(ContractOptions::default()).expect("examples")
 }
 
 fn versioned() -> ContractRegistry {

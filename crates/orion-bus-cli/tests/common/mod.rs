@@ -66,7 +66,7 @@ pub fn redis_cli(server: &RedisServer, args: &[&str]) -> String {
 
 /// Sample message `n` of an example contract, as JSON text.
 pub fn sample(contract: &str, n: u64) -> String {
-    orion_bus::examples::sample(contract, n)
+    orion_bus_examples::sample(contract, n)
         .expect("example contract")
         .to_string()
 }

@@ -22,7 +22,7 @@ pub async fn bus(server: &RedisServer) -> Bus {
 
 /// A bus on `server` with the example contracts and the given options.
 pub async fn bus_with(server: &RedisServer, options: BusOptions) -> Bus {
-    let registry = orion_bus::examples::registry(ContractOptions::default()).expect("examples");
+    let registry = orion_bus_examples::registry(ContractOptions::default()).expect("examples");
     Bus::connect(
         RedisSettings::new(server.url()),
         registry,
