@@ -20,6 +20,7 @@ use crate::wire::{self, RawEntry};
 
 /// One dead-letter entry, as written by the consumer (see docs/DELIVERY.md).
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// Id of the dead-letter entry in `{stream}:dlq`.
     pub dlq_id: String,
@@ -167,6 +168,7 @@ pub async fn show(
 
 /// What a redrive did, per dead-letter id.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct RedriveReport {
     /// `(dead-letter id, new stream id)` of each entry re-published and removed.
     pub redriven: Vec<(String, String)>,

@@ -4,9 +4,7 @@
 //! `XRANGE`/`XREVRANGE`/`XREAD` (never a group, never an ack), and judging
 //! each entry against its contract without trusting it. A record shows the
 //! message with the numbers of the entry's own bytes (an integer beyond 64
-//! bits stays exact; see [`wire::exact_json`]). Also owns
-//! [`split_json_input`], which turns CLI input (one JSON document or NDJSON)
-//! into messages.
+//! bits stays exact; see [`wire::exact_json`]).
 
 use std::time::Duration;
 
@@ -14,12 +12,15 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::contracts::{Contract, Violation};
 use crate::wire::{self, RawEntry};
 
 /// One entry as `tail` shows it.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct TailRecord {
     /// The contract of the stream.
     pub contract: String,
@@ -170,54 +171,48 @@ pub async fn last_id(
         .map_or_else(|| "0-0".to_owned(), |e| e.id))
 }
 
+/// Follows `stream` after the id `after` on `conn` (a connection for
+/// blocking reads), calling `on_entry` for each new entry, oldest first,
+/// until it returns `false` or `shutdown` is cancelled. Each read waits up
+/// to `block`; a failed read is logged and retried with backoff.
+pub async fn follow(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    mut after: String,
+    block: Duration,
+    shutdown: &CancellationToken,
+    mut on_entry: impl FnMut(&RawEntry) -> bool,
+) {
+    let mut backoff = Backoff::redis();
+    loop {
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = read_after(conn, stream, &after, 100, block) => r,
+        };
+        match read {
+            Ok(entries) => {
+                backoff.reset();
+                for entry in &entries {
+                    if !on_entry(entry) {
+                        return;
+                    }
+                    after.clone_from(&entry.id);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(stream = %stream, error = %e, "XREAD failed; retrying");
+                if !backoff.wait(shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 fn shape_error(e: wire::ReplyShapeError) -> redis::RedisError {
     redis::RedisError::from((
         redis::ErrorKind::UnexpectedReturnType,
         "unexpected reply",
         e.0,
     ))
-}
-
-/// Splits CLI input into messages: the whole input if it is one JSON
-/// document (pretty-printed or not), else one message per non-empty line
-/// (NDJSON). Returns `(line number, text)` pairs; line numbers are 1-based.
-#[must_use]
-pub fn split_json_input(input: &str) -> Vec<(usize, &str)> {
-    let trimmed = input.trim();
-    if trimmed.is_empty() {
-        return Vec::new();
-    }
-    if serde_json::from_str::<serde::de::IgnoredAny>(trimmed).is_ok() {
-        let line = input.len() - input.trim_start().len();
-        let line = input[..line].matches('\n').count() + 1;
-        return vec![(line, trimmed)];
-    }
-    input
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i + 1, l.trim()))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_documents_and_ndjson() {
-        assert_eq!(
-            split_json_input("{\n  \"a\": 1\n}\n"),
-            vec![(1, "{\n  \"a\": 1\n}")]
-        );
-        assert_eq!(
-            split_json_input("{\"a\":1}\n\n{\"a\":2}\n"),
-            vec![(1, "{\"a\":1}"), (3, "{\"a\":2}")]
-        );
-        assert_eq!(
-            split_json_input("{\"a\":1}\n{broken\n"),
-            vec![(1, "{\"a\":1}"), (2, "{broken")]
-        );
-        assert!(split_json_input("  \n").is_empty());
-    }
 }

@@ -1,51 +1,49 @@
 //! orion-bus: a contract-validated event bus on Redis Streams,
 //! wire-compatible with the ORION Python bus.
 //!
+//! # The API
+//! - Publishing: [`Bus`] (connect with [`RedisSettings`], a
+//!   [`ContractRegistry`] and [`BusOptions`]), [`PublishError`].
+//! - Consuming: [`Consumer`] with [`ConsumerOptions`], a [`Handler`] (any
+//!   `async Fn(Delivery) -> Result<(), HandlerError>`), [`ConsumeError`].
+//! - Contracts: [`ContractRegistry`], [`Contract`], [`Violations`].
+//! - The typed layer: [`typed`] ([`ContractType`], [`TypedConsumer`],
+//!   `message_enum!`), for the types `orion-bus codegen` generates.
+//! - Operator tools: [`status`] (and `replay`), [`dlq`], [`observer`],
+//!   [`inspect`] (`tail`), and, with the `http` feature, `http`
+//!   (`/healthz`, `/readyz`, `/metrics`).
+//! - The wire format: [`wire`] (stream names, encoding, raw entries), and
+//!   [`retention`] (how streams are trimmed, what trimming lost).
+//!
 //! # Layout
-//! - [`contracts`]: loads `*.schema.json` files (JSON Schema Draft 2020-12),
-//!   compiles each once, and validates messages with every violation reported.
-//! - [`wire`]: the wire format shared with the Python bus: stream names,
-//!   the single `data` field, Python-identical JSON encoding, and robust
-//!   decoding of whatever another client wrote.
-//! - [`connection`]: Redis settings (URL, ACL, db, timeouts) and connections.
-//! - [`bus`]: the [`Bus`] handle and validated, optionally pipelined publishing.
-//! - [`consumer`]: consumer groups over several streams, a bounded worker
-//!   pool with backpressure, batched acks, dead-lettering of poison entries,
-//!   and graceful draining on shutdown.
-//! - [`metrics`]: every metric name, and the counters the other modules bump.
-//! - [`http`]: `/healthz`, `/readyz` and `/metrics` for the daemon.
-//! - [`inspect`]: group-less reading for `tail`, and CLI input splitting.
-//! - [`config`]: settings from flags, environment and a TOML file, with every
-//!   problem reported at once.
-//! - [`examples`]: the project's own example contracts, embedded.
-//! - [`demo`]: the end-to-end demo behind `orion-bus demo`.
-//! - [`dlq`]: listing, showing, redriving and purging dead letters.
-//! - [`retention`]: safe trimming and detection of entries lost to trimming.
-//! - [`status`]: streams, groups, consumers and dead letters for operators
-//!   (`status`, the `/metrics` gauges) and moving a group (`replay`).
-//! - [`observer`]: `serve --observe`, validating every stream without a group.
-//! - [`typed`]: generated contract types ([`typed::ContractType`]), typed
-//!   publishing and [`typed::TypedConsumer`], versions a consumer accepts.
-//! - [`backoff`]: retry pacing for Redis errors.
-//! - [`bench`]: the load generator behind `orion-bus bench` (throughput,
-//!   latency percentiles, peak RSS and CPU time).
+//! Private modules, re-exported above:
+//! - `contracts`: loads `*.schema.json` files (JSON Schema Draft 2020-12),
+//!   compiles each once, and validates messages with every violation
+//!   reported.
+//! - `connection`: Redis settings (URL, ACL, db, timeouts, TLS) and
+//!   connections.
+//! - `bus`: the [`Bus`] handle and validated, optionally pipelined
+//!   publishing.
+//! - `consumer`: consumer groups over several streams, a bounded worker
+//!   pool with backpressure, batched acks, dead-lettering of poison
+//!   entries, and graceful draining on shutdown.
+//! - `metrics`: every metric name, and the counters the other modules bump.
+//! - `backoff`: retry pacing for Redis errors.
+//! - `reply`: fields out of `XINFO` replies.
 //!
 //! Shutdown is always a parameter (a [`CancellationToken`]); nothing in the
 //! library installs signal handlers.
 
-pub mod backoff;
-pub mod bench;
-pub mod bus;
-pub mod config;
-pub mod connection;
-pub mod consumer;
-pub mod contracts;
-pub mod demo;
+mod backoff;
+mod bus;
+mod connection;
+mod consumer;
+mod contracts;
 pub mod dlq;
-pub mod examples;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod inspect;
-pub mod metrics;
+mod metrics;
 pub mod observer;
 mod reply;
 pub mod retention;
@@ -64,12 +62,10 @@ pub use contracts::{
     Violations,
 };
 pub use metrics::Metrics;
+pub use retention::Retention;
 pub use tokio_util::sync::CancellationToken;
 pub use typed::{ContractType, TypedConsumer, TypedDelivery};
 pub use wire::JsonStyle;
-
-// Lets generated code name this crate as `orion_bus` from inside it too.
-extern crate self as orion_bus;
 
 /// What [`message_enum!`] expands to needs; not part of the API.
 #[doc(hidden)]

@@ -155,6 +155,7 @@ pub enum ObserveFrom {
 
 /// Counts since the observer started (also on `/metrics`).
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ObserverReport {
     /// `contract -> (valid, invalid)`.
     pub by_contract: BTreeMap<String, (u64, u64)>,

@@ -52,6 +52,7 @@ pub(crate) fn parse_id(id: &str) -> Option<(u64, u64)> {
 
 /// What `XINFO STREAM` and `XINFO GROUPS` say, reduced to what we need.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct StreamState {
     /// Entries in the stream now.
     pub length: u64,
@@ -67,6 +68,7 @@ pub struct StreamState {
 
 /// One group of a stream.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct GroupState {
     /// Group name.
     pub name: String,

@@ -22,6 +22,7 @@ pub const IDLE_CONSUMER: Duration = Duration::from_secs(60);
 
 /// One stream.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct StreamStatus {
     /// Contract name.
     pub contract: String,
@@ -41,6 +42,7 @@ pub struct StreamStatus {
 
 /// One consumer group.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct GroupStatus {
     /// Group name.
     pub name: String,
@@ -59,6 +61,7 @@ pub struct GroupStatus {
 
 /// A stale consumer removed from a group (`XGROUP DELCONSUMER`).
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RemovedConsumer {
     /// Consumer name.
     pub name: String,
@@ -113,6 +116,7 @@ async fn removed_consumers(
 
 /// One consumer.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ConsumerStatus {
     /// Consumer name.
     pub name: String,

@@ -9,233 +9,25 @@
 //! A [`Bus`] is cheap to clone; clones share the connection, contracts and
 //! metrics. Concurrent publishes on one bus are pipelined on the wire by
 //! `redis-rs`'s multiplexed connection.
+//!
+//! `options.rs` holds [`BusOptions`], `error.rs` [`PublishError`].
 
+use crate::connection::{ConnectError, RedisSettings};
+use crate::contracts::{Contract, ContractError, ContractRegistry};
+use crate::metrics::Metrics;
+use crate::retention::{self, Retention, TRIM_INTERVAL};
+use crate::wire;
+use redis::aio::ConnectionManager;
+use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use redis::aio::ConnectionManager;
-use serde_json::Value;
+mod error;
+mod options;
 
-use crate::connection::{ConnectError, RedisSettings};
-use crate::contracts::{Contract, ContractError, ContractRegistry, Violations};
-use crate::metrics::Metrics;
-use crate::retention::{self, Retention, TRIM_INTERVAL};
-use crate::wire::{self, JsonStyle};
-
-/// Publishing settings shared by everything built from one [`Bus`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct BusOptions {
-    /// Stream key prefix: streams are `{prefix}:{contract}s`. Default `orion`.
-    pub prefix: String,
-    /// Approximate stream length cap (`MAXLEN ~`). `0` disables trimming.
-    /// Default 10000, as the Python bus.
-    pub max_len: u64,
-    /// Largest encoded message accepted, in bytes, at publish and consume.
-    /// Default 1 MiB: far above any ORION message, far below what would hurt
-    /// a Raspberry Pi's Redis.
-    pub max_message_bytes: usize,
-    /// How messages are encoded. Default [`JsonStyle::Python`], byte-identical
-    /// to the Python bus.
-    pub json_style: JsonStyle,
-    /// `None` (default): a failed write returns a retryable error at once.
-    /// `Some(budget)`: retryable failures (connection lost, timeout, Redis
-    /// loading) are retried with backoff for up to `budget`. A retried
-    /// write may be applied twice if Redis applied it but the reply was
-    /// lost; consumers with idempotency absorb that.
-    pub retry_budget: Option<std::time::Duration>,
-    /// How stream length is bounded. Default [`Retention::Approximate`]
-    /// (`MAXLEN ~ max_len`, as the Python bus); [`Retention::Safe`] never
-    /// trims what a group still needs.
-    pub retention: Retention,
-    /// Validate typed messages ([`Bus::publish_typed`]) against their
-    /// schemas, as untyped ones always are. Default on: a generated type
-    /// cannot express every schema rule. Turning it off saves the
-    /// validation cost measured in docs/BENCHMARKS.md and nothing else.
-    pub validate_typed: bool,
-}
-
-impl Default for BusOptions {
-    fn default() -> Self {
-        Self {
-            prefix: "orion".to_owned(),
-            max_len: 10_000,
-            max_message_bytes: 1024 * 1024,
-            json_style: JsonStyle::Python,
-            retention: Retention::Approximate,
-            retry_budget: None,
-            validate_typed: true,
-        }
-    }
-}
-
-impl BusOptions {
-    /// Turns schema validation of typed messages on or off (default on).
-    #[must_use]
-    pub fn validate_typed(mut self, on: bool) -> Self {
-        self.validate_typed = on;
-        self
-    }
-
-    /// Sets the stream prefix.
-    #[must_use]
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Sets the approximate stream cap (`0` = no trimming).
-    #[must_use]
-    pub fn max_len(mut self, max_len: u64) -> Self {
-        self.max_len = max_len;
-        self
-    }
-
-    /// Sets the encoded-size limit.
-    #[must_use]
-    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.max_message_bytes = bytes;
-        self
-    }
-
-    /// Retries retryable publish failures for up to `budget` (`None`: fail fast).
-    #[must_use]
-    pub fn retry_budget(mut self, budget: Option<std::time::Duration>) -> Self {
-        self.retry_budget = budget;
-        self
-    }
-
-    /// Sets the retention mode.
-    #[must_use]
-    pub fn retention(mut self, retention: Retention) -> Self {
-        self.retention = retention;
-        self
-    }
-
-    /// Sets the JSON encoding style.
-    #[must_use]
-    pub fn json_style(mut self, style: JsonStyle) -> Self {
-        self.json_style = style;
-        self
-    }
-}
-
-/// Errors of the publishing boundary.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PublishError {
-    /// The contract name is unknown.
-    #[error(transparent)]
-    UnknownContract(#[from] ContractError),
-    /// The message breaks its contract; nothing was written.
-    #[error("{contract} message{} is invalid: {violations}", index_suffix(*.index))]
-    Invalid {
-        /// The contract.
-        contract: String,
-        /// Position in a batch, if the message was part of one.
-        index: Option<usize>,
-        /// Every violation.
-        violations: Violations,
-    },
-    /// The message is not JSON (raw publishes only); nothing was written.
-    #[error("{contract} message{} is not valid JSON: {message}", index_suffix(*.index))]
-    NotJson {
-        /// The contract.
-        contract: String,
-        /// Position in a batch.
-        index: Option<usize>,
-        /// The parse error.
-        message: String,
-    },
-    /// The encoded message exceeds `max_message_bytes`; nothing was written.
-    #[error("{contract} message{} is {size} bytes, over the {limit}-byte limit", index_suffix(*.index))]
-    TooLarge {
-        /// The contract.
-        contract: String,
-        /// Position in a batch.
-        index: Option<usize>,
-        /// Encoded size.
-        size: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// Redis failed. The message may or may not have been written if the
-    /// connection dropped after sending; see [`PublishError::is_retryable`].
-    #[error("publishing to {stream} failed: {}", one_line(source))]
-    Redis {
-        /// The stream.
-        stream: String,
-        /// The Redis error.
-        source: redis::RedisError,
-    },
-}
-
-/// A Redis error as one readable line: an aborted transaction lists an
-/// error per command, which for a large batch is thousands of repeats.
-fn one_line(e: &redis::RedisError) -> String {
-    const MAX: usize = 300;
-    let text = e.to_string().replace('\n', " ");
-    if text.len() <= MAX {
-        return text;
-    }
-    let mut cut = MAX;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let repeats = text.matches("(Index ").count();
-    if repeats > 1 {
-        format!("{}… ({repeats} commands refused in all)", &text[..cut])
-    } else {
-        format!("{}… ({} bytes in all)", &text[..cut], text.len())
-    }
-}
-
-fn index_suffix(index: Option<usize>) -> String {
-    index.map(|i| format!(" #{i}")).unwrap_or_default()
-}
-
-impl PublishError {
-    /// True for transient failures (connection, timeout) worth retrying;
-    /// false for messages that will never be accepted.
-    #[must_use]
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Redis { source, .. } => crate::backoff::is_transient(source),
-            _ => false,
-        }
-    }
-
-    /// For a Redis failure: true when the write may have been applied
-    /// even so (the connection dropped or the reply timed out after the
-    /// command was sent); false when Redis refused it or it was never
-    /// sent, and for every other error (nothing was written). A batch is
-    /// one transaction: "may have been written" means all of it or none.
-    #[must_use]
-    pub fn may_have_been_written(&self) -> bool {
-        match self {
-            Self::Redis { source, .. } => {
-                !source.is_connection_refusal()
-                    && (source.is_timeout()
-                        || source.is_connection_dropped()
-                        || source.is_io_error())
-            }
-            _ => false,
-        }
-    }
-
-    /// A short label for metrics.
-    #[must_use]
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::UnknownContract(_) => "unknown_contract",
-            Self::Invalid { .. } => "contract_violation",
-            Self::NotJson { .. } => "invalid_json",
-            Self::TooLarge { .. } => "too_large",
-            Self::Redis { .. } => "redis",
-        }
-    }
-}
+pub use error::PublishError;
+pub use options::BusOptions;
 
 /// A message that passed validation and is encoded, ready to write.
 #[derive(Debug, Clone)]

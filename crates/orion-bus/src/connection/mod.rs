@@ -31,15 +31,24 @@
 //! `tls_cert_file` and `tls_key_file` add a client certificate (mutual
 //! TLS); `tls_insecure` (or the URL fragment `#insecure`) turns
 //! verification off, with a warning.
-
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Once};
-use std::time::Duration;
+//!
+//! `tls.rs` holds the TLS parts: the crypto provider, certificate files
+//! and what a failed handshake means.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ClientTlsConfig, ConnectionAddr, IntoConnectionInfo, TlsCertificates};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::PathBuf;
+use std::sync::Once;
+use std::time::Duration;
+
+#[cfg(test)]
+mod tests;
+mod tls;
+
+use tls::{
+    check_client_identity, install_crypto_provider, is_tls_failure, read_certificates, read_pem,
+    tls_hint,
+};
 
 /// How to reach Redis.
 #[derive(Clone)]
@@ -151,63 +160,6 @@ impl ConnectError {
             Self::Settings { .. } | Self::Tls { .. } => false,
         }
     }
-}
-
-/// True when a connection error is a TLS failure, not a network one.
-fn is_tls_failure(e: &redis::RedisError) -> bool {
-    tls_error(e).is_some()
-}
-
-/// The rustls error behind a connection error, if any. rustls reports
-/// handshake and certificate errors as I/O errors that wrap a
-/// `rustls::Error`, and redis-rs keeps the I/O error behind an
-/// `Arc<dyn Error>`, which is unwrapped on the way.
-fn tls_error(e: &redis::RedisError) -> Option<&rustls::Error> {
-    use std::error::Error;
-    let mut next: Option<&(dyn Error + 'static)> = e.source();
-    while let Some(err) = next {
-        let err: &(dyn Error + 'static) = match err.downcast_ref::<Arc<dyn Error + Send + Sync>>() {
-            Some(inner) => inner.as_ref(),
-            None => err,
-        };
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(tls);
-        }
-        if let Some(tls) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
-            return Some(tls);
-        }
-        next = err.source();
-    }
-    None
-}
-
-/// What to do about a failed handshake, for the error message: the two
-/// failures a private CA brings.
-fn tls_hint(e: &redis::RedisError) -> &'static str {
-    match tls_error(e) {
-        Some(rustls::Error::InvalidCertificate(_)) => {
-            " (the server's certificate is not trusted: set tls_ca_file to the CA that signed it)"
-        }
-        Some(rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired)) => {
-            " (the server requires a client certificate: set tls_cert_file and tls_key_file)"
-        }
-        _ => "",
-    }
-}
-
-/// Makes ring the process's rustls crypto provider, unless the application
-/// installed one already (then that one is used). redis-rs builds each TLS
-/// configuration from the process default, and rustls panics without one.
-fn install_crypto_provider() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        // An error means a provider is installed already: keep it.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 impl RedisSettings {
@@ -457,52 +409,6 @@ impl RedisSettings {
     }
 }
 
-/// The PEM file a TLS setting names, with errors naming both.
-fn read_pem(setting: &str, path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{setting} {}: {e}", path.display()))
-}
-
-/// A PEM file that must hold at least one certificate, each of which
-/// parses as a trust anchor (as redis-rs will parse a CA file).
-fn read_certificates(setting: &str, path: &Path) -> Result<Vec<u8>, String> {
-    let pem = read_pem(setting, path)?;
-    let mut count = 0;
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        let cert = cert.map_err(|e| format!("{setting} {}: bad PEM ({e})", path.display()))?;
-        rustls::RootCertStore::empty().add(cert).map_err(|e| {
-            format!(
-                "{setting} {}: not a usable X.509 certificate ({e})",
-                path.display()
-            )
-        })?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err(format!(
-            "{setting} {}: no PEM certificate in it",
-            path.display()
-        ));
-    }
-    Ok(pem)
-}
-
-/// Checks that a client certificate and key load and belong together, as
-/// the handshake would (rustls refuses X.509 v1 certificates, for one), so
-/// that a bad pair is reported with the settings, not as a failed connection.
-fn check_client_identity(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("bad certificate PEM ({e})"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|e| format!("no PEM private key in the key file ({e})"))?;
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
-    rustls::sign::CertifiedKey::from_der(chain, key, &provider)
-        .map(|_| ())
-        .map_err(|e| format!("not a usable certificate and key ({e})"))
-}
-
 /// Hides the password in a URL (`redis://user:***@host`).
 #[must_use]
 pub fn redact_url(url: &str) -> String {
@@ -515,97 +421,5 @@ pub fn redact_url(url: &str) -> String {
             format!("{scheme}://{user}:***@{host}")
         }
         None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
-        assert_eq!(redact_url("rediss://:secret@h"), "rediss://:***@h");
-        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
-        let s = RedisSettings {
-            password: Some("pw".into()),
-            ..RedisSettings::new("redis://x:pw@h")
-        };
-        let dbg = format!("{s:?}");
-        assert!(!dbg.contains("pw"), "{dbg}");
-    }
-
-    #[test]
-    fn accepts_tls_urls_and_rejects_garbage() {
-        assert!(RedisSettings::new("rediss://h:6380").client().is_ok());
-        assert!(
-            RedisSettings::new("rediss://h:6380/#insecure")
-                .client()
-                .is_ok()
-        );
-        assert!(RedisSettings::new("http://h").client().is_err());
-    }
-
-    fn tls_problem(settings: &RedisSettings) -> String {
-        match settings.client() {
-            Err(ConnectError::Tls { problem, .. }) => problem,
-            Err(other) => panic!("not a TLS error: {other}"),
-            Ok(_) => panic!("accepted: {settings:?}"),
-        }
-    }
-
-    #[test]
-    fn unusable_tls_settings_are_clear_errors() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "not a certificate\n").expect("write");
-        let missing = dir.path().join("missing.pem");
-
-        let p = tls_problem(&RedisSettings::new("rediss://h").tls_ca_file(&missing));
-        assert!(
-            p.starts_with("tls_ca_file ") && p.contains("missing.pem"),
-            "{p}"
-        );
-        let p = tls_problem(&RedisSettings::new("rediss://h").tls_ca_file(&empty));
-        assert!(p.contains("no PEM certificate"), "{p}");
-        let garbage = dir.path().join("garbage.pem");
-        std::fs::write(
-            &garbage,
-            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-        )
-        .expect("write");
-        let p = tls_problem(&RedisSettings::new("rediss://h").tls_ca_file(&garbage));
-        assert!(p.contains("not a usable X.509 certificate"), "{p}");
-        let p = tls_problem(&RedisSettings::new("redis://h").tls_insecure(true));
-        assert!(p.contains("rediss://"), "{p}");
-        let p = tls_problem(
-            &RedisSettings::new("rediss://h")
-                .tls_ca_file(&empty)
-                .tls_insecure(true),
-        );
-        assert!(p.contains("set only one"), "{p}");
-        let mut half = RedisSettings::new("rediss://h");
-        half.tls_cert_file = Some(empty.clone());
-        let p = tls_problem(&half);
-        assert!(p.contains("needs tls_key_file"), "{p}");
-        let p = tls_problem(&RedisSettings::new("rediss://h").tls_client_cert(&empty, &missing));
-        assert!(p.contains("tls_cert_file"), "{p}");
-    }
-
-    #[test]
-    fn insecure_from_the_setting_or_the_url() {
-        assert!(RedisSettings::new("rediss://h/#insecure").is_insecure());
-        assert!(
-            RedisSettings::new("rediss://h")
-                .tls_insecure(true)
-                .is_insecure()
-        );
-        assert!(!RedisSettings::new("rediss://h").is_insecure());
-        assert!(
-            RedisSettings::new("rediss://h")
-                .tls_insecure(true)
-                .client()
-                .is_ok()
-        );
     }
 }
