@@ -13,4 +13,6 @@ else
   echo "SKIPPED: ORION contracts not found at $contracts (set ORION_CONTRACTS_DIR);"
   echo "         the tests that need them pass without checking anything."
 fi
-exec cargo test --workspace "$@"
+# `orion-bus codegen` is a feature of the binary (off by default, so the
+# runtime binary does not link the code generator); its tests need it.
+exec cargo test --workspace --features orion-bus-cli/codegen "$@"

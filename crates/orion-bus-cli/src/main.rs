@@ -4,16 +4,20 @@
 //! Exit codes: 0 success; 1 invalid input or a failed operation; 2 a usage
 //! or configuration error.
 
+mod bench;
 mod commands;
+mod config;
+mod demo;
+mod input;
 mod signal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::config::{Given, LogFormat, SETTINGS, Settings, Source};
 use clap::{
     Arg, ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand, parser::ValueSource,
 };
-use orion_bus::config::{self, Given, LogFormat, SETTINGS, Settings, Source};
 
 /// Exit code for usage and configuration errors.
 pub const EXIT_USAGE: u8 = 2;
@@ -188,45 +192,7 @@ enum Command {
     /// deleted afterwards. Progress goes to stderr. Consumers take
     /// --concurrency, --max-in-flight, --read-count and --block from the
     /// settings. See docs/BENCHMARKS.md.
-    Bench {
-        /// publish, e2e or rate.
-        #[arg(value_parser = ["publish", "e2e", "rate"])]
-        scenario: String,
-        /// How long to publish, e.g. 10s.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        duration: std::time::Duration,
-        /// Consumers in the group (e2e, rate; 0 makes `rate` publish only).
-        /// [default: 20 for e2e, 1 for rate]
-        #[arg(long)]
-        consumers: Option<usize>,
-        /// Offered load of `rate`, in messages per second.
-        #[arg(long, default_value_t = 1000)]
-        rate: u64,
-        /// Messages per publish call (publish, e2e). [default: 1 for
-        /// publish, 64 for e2e]
-        #[arg(long)]
-        pipeline: Option<usize>,
-        /// Concurrent publishing tasks (publish, e2e). [default: 1 for
-        /// publish, 4 for e2e]
-        #[arg(long)]
-        publishers: Option<usize>,
-        /// Contract to publish: an example one (sensor.reading, alert,
-        /// command), or, with --contracts-dir and --sample, any contract.
-        #[arg(long, default_value = "sensor.reading")]
-        contract: String,
-        /// A file (or - for stdin) holding one valid message of --contract,
-        /// published over and over with a timestamp written into one of
-        /// its free string fields. Required for a non-example contract.
-        #[arg(long, value_name = "FILE")]
-        sample: Option<String>,
-        /// Encoded size of each message in bytes. [default: the sample's
-        /// natural size]
-        #[arg(long)]
-        payload_bytes: Option<usize>,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    Bench(commands::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,7 +287,7 @@ fn main() -> ExitCode {
     };
     // `bench` runs many consumers whose start/stop lines would drown its
     // progress: warnings only, unless a log level was asked for.
-    if matches!(cli.command, Command::Bench { .. } | Command::Codegen { .. })
+    if matches!(cli.command, Command::Bench(_) | Command::Codegen { .. })
         && !given.contains_key("log_level")
     {
         settings.log_level = "warn".to_owned();
