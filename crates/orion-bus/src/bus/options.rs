@@ -4,7 +4,7 @@
 use crate::retention::Retention;
 use crate::wire::JsonStyle;
 
-/// Publishing settings shared by everything built from one [`Bus`].
+/// Publishing settings shared by everything built from one [`Bus`](super::Bus).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BusOptions {
@@ -30,7 +30,7 @@ pub struct BusOptions {
     /// (`MAXLEN ~ max_len`, as the Python bus); [`Retention::Safe`] never
     /// trims what a group still needs.
     pub retention: Retention,
-    /// Validate typed messages ([`Bus::publish_typed`]) against their
+    /// Validate typed messages ([`Bus::publish_typed`](super::Bus::publish_typed)) against their
     /// schemas, as untyped ones always are. Default on: a generated type
     /// cannot express every schema rule. Turning it off saves the
     /// validation cost measured in docs/BENCHMARKS.md and nothing else.

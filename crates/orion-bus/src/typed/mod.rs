@@ -6,7 +6,8 @@
 //! (what a typed consumer receives: one type, or an enum of several made
 //! with [`message_enum!`](crate::message_enum)), [`Timestamp`] and [`Uuid`]
 //! (the `date-time` and `uuid` formats, kept as the exact text that was on
-//! the wire), [`Integer`] (a JSON Schema integer, `5.0` included), [`Bus::publish_typed`] and [`TypedConsumer`].
+//! the wire), [`Integer`] (a JSON Schema integer, `5.0` included), [`Bus::publish_typed`](crate::Bus::publish_typed)
+//! and [`TypedConsumer`].
 //!
 //! Types come from `orion-bus codegen` (the `orion-bus-codegen` crate).
 //! Runtime validation stays on at both boundaries: a type cannot express

@@ -15,7 +15,7 @@
 //! **Numbers are never altered.** A `serde_json::Value` holds integers
 //! beyond 64 bits (2^64, 10^30) as floats, so wherever the original JSON
 //! text is at hand (a raw publish, `tail`, a redrive) its number tokens
-//! are kept: [`encode_exact`] writes the message with the numbers of the
+//! are kept: `encode_exact` (what a raw publish uses) writes the message with the numbers of the
 //! text it was parsed from (integers of any size verbatim; floats as
 //! Python writes them, or verbatim in the compact style), and [`exact_json`]
 //! does the same for output lines. `serde_json`'s global
