@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what orion-bus needs beyond a Rust toolchain, on Debian/Ubuntu:
-# redis-server (the demo, tests and benchmarks start private instances of
-# it) and python3 with venv (the interop tests run a redis-py client).
+# a C compiler and linker, redis-server (the demo, tests and benchmarks
+# start private instances of it) and python3 with venv (the interop tests
+# run a redis-py client).
 # Does nothing for what is already there.
 set -euo pipefail
 
 need=()
+# rustup brings no C toolchain: rustc links through cc, and ring (TLS)
+# compiles C and assembly. A fresh minimal Debian/Ubuntu has neither.
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # redis-tools has redis-cli and redis-benchmark (scripts/bench-compare.sh).
 { command -v redis-cli && command -v redis-benchmark; } >/dev/null 2>&1 || need+=(redis-tools)
