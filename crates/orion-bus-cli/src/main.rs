@@ -48,7 +48,8 @@ enum Command {
     /// One module per contract version, with `ContractType` impls for
     /// typed publishing and consuming (see docs/CONTRACTS.md). The output
     /// needs the crates `orion-bus`, `serde` (derive), `serde_json` and
-    /// `regress`.
+    /// `regress`. Only in a binary built with the `codegen` feature
+    /// (`cargo install --path crates/orion-bus-cli --features codegen`).
     Codegen {
         /// Output file, or `-` for standard output. Written whole or not
         /// at all.

@@ -23,89 +23,89 @@ use prometheus_client::registry::Registry;
 
 /// Labels of publish-side series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PublishLabels {
+pub(crate) struct PublishLabels {
     /// Contract name.
-    pub contract: String,
+    pub(crate) contract: String,
 }
 
 /// Labels of rejected-message series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RejectLabels {
+pub(crate) struct RejectLabels {
     /// Contract name.
-    pub contract: String,
+    pub(crate) contract: String,
     /// Why: `contract_violation`, `too_large`, `unknown_contract`, ...
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Labels of consume-side series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ConsumeLabels {
+pub(crate) struct ConsumeLabels {
     /// Stream key.
-    pub stream: String,
+    pub(crate) stream: String,
     /// Contract name.
-    pub contract: String,
+    pub(crate) contract: String,
     /// Consumer group.
-    pub group: String,
+    pub(crate) group: String,
 }
 
 /// Labels of dead-letter series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeadLetterLabels {
+pub(crate) struct DeadLetterLabels {
     /// Stream key.
-    pub stream: String,
+    pub(crate) stream: String,
     /// Contract name.
-    pub contract: String,
+    pub(crate) contract: String,
     /// Consumer group.
-    pub group: String,
+    pub(crate) group: String,
     /// Why: `missing_data`, `not_utf8`, `invalid_json`, `contract_violation`, ...
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Labels of per-group series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GroupLabels {
+pub(crate) struct GroupLabels {
     /// Stream key.
-    pub stream: String,
+    pub(crate) stream: String,
     /// Consumer group.
-    pub group: String,
+    pub(crate) group: String,
 }
 
 /// Labels of per-stream series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StreamLabels {
+pub(crate) struct StreamLabels {
     /// Stream key.
-    pub stream: String,
+    pub(crate) stream: String,
 }
 
 /// Labels of observer series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ObservedLabels {
+pub(crate) struct ObservedLabels {
     /// Contract name.
-    pub contract: String,
+    pub(crate) contract: String,
     /// `valid` or `invalid`.
-    pub outcome: String,
+    pub(crate) outcome: String,
 }
 
 /// Labels of observed violations.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ViolationLabels {
+pub(crate) struct ViolationLabels {
     /// Contract name.
-    pub contract: String,
+    pub(crate) contract: String,
     /// The message's `source` field (bounded; see the observer).
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Labels of invalid entries the observer read, by reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ObservedInvalidLabels {
+pub(crate) struct ObservedInvalidLabels {
     /// Contract name.
-    pub contract: String,
+    pub(crate) contract: String,
     /// Why the entry is invalid: the dead-letter reason a consumer would
     /// give it (`contract_violation`, `invalid_json`, `non_finite_number`,
     /// `lone_surrogate`, `not_utf8`, `too_large`, `missing_data`).
-    pub reason: String,
+    pub(crate) reason: String,
     /// The message's `source` field (bounded; see the observer).
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// The registry and every metric family, shared by all bus components.
@@ -352,7 +352,7 @@ impl Metrics {
 
     /// Counter handles for publishing one contract.
     #[must_use]
-    pub fn publisher(&self, contract: &str) -> PublishCounters {
+    pub(crate) fn publisher(&self, contract: &str) -> PublishCounters {
         let labels = PublishLabels {
             contract: contract.to_owned(),
         };
@@ -362,7 +362,7 @@ impl Metrics {
     }
 
     /// Records a publish refused before anything was written.
-    pub fn rejected(&self, contract: &str, reason: &str) {
+    pub(crate) fn rejected(&self, contract: &str, reason: &str) {
         self.inner
             .rejected
             .get_or_create(&RejectLabels {
@@ -374,7 +374,7 @@ impl Metrics {
 
     /// Counter handles for one (stream, contract, group).
     #[must_use]
-    pub fn consumer(&self, stream: &str, contract: &str, group: &str) -> ConsumeCounters {
+    pub(crate) fn consumer(&self, stream: &str, contract: &str, group: &str) -> ConsumeCounters {
         let labels = ConsumeLabels {
             stream: stream.to_owned(),
             contract: contract.to_owned(),
@@ -393,7 +393,7 @@ impl Metrics {
 
     /// Records a failed Redis command; connection-level failures also
     /// count as a reconnect (the connection manager reconnects after them).
-    pub fn redis_error(&self, e: &redis::RedisError) {
+    pub(crate) fn redis_error(&self, e: &redis::RedisError) {
         self.inner.redis_errors.inc();
         if e.is_io_error()
             || e.is_connection_dropped()
@@ -405,7 +405,7 @@ impl Metrics {
     }
 
     /// Counts a consumer group recreated after it vanished.
-    pub fn group_recreated(&self, stream: &str, group: &str) {
+    pub(crate) fn group_recreated(&self, stream: &str, group: &str) {
         self.inner
             .group_recreated
             .get_or_create(&group_labels(stream, group))
@@ -413,7 +413,7 @@ impl Metrics {
     }
 
     /// Counts `n` stale consumers removed from a group.
-    pub fn stale_consumers_removed(&self, stream: &str, group: &str, n: u64) {
+    pub(crate) fn stale_consumers_removed(&self, stream: &str, group: &str, n: u64) {
         self.inner
             .stale_consumers_removed
             .get_or_create(&group_labels(stream, group))
@@ -421,7 +421,7 @@ impl Metrics {
     }
 
     /// Counts `n` entries claimed from consumers presumed dead.
-    pub fn claimed(&self, stream: &str, group: &str, n: u64) {
+    pub(crate) fn claimed(&self, stream: &str, group: &str, n: u64) {
         self.inner
             .claimed
             .get_or_create(&group_labels(stream, group))
@@ -431,7 +431,7 @@ impl Metrics {
     /// Records that `lost` entries were trimmed before `group` read them
     /// (the group's last-delivered id being `last_delivered`). Returns the
     /// newly lost count (0 when this gap was already reported).
-    pub fn trimmed_unread(
+    pub(crate) fn trimmed_unread(
         &self,
         stream: &str,
         group: &str,
@@ -460,19 +460,11 @@ impl Metrics {
         new
     }
 
-    /// Forgets what was reported lost for a group: after it was recreated
-    /// its Redis counters start over, and new losses count from zero.
-    pub fn forget_loss(&self, stream: &str, group: &str) {
-        if let Ok(mut seen) = self.inner.loss_seen.lock() {
-            seen.remove(&(stream.to_owned(), group.to_owned()));
-        }
-    }
-
     /// For a group that has read nothing yet: how many of the `removed`
     /// entries (added minus length) were removed while this process has
     /// been watching it. The first call for a group records the baseline.
     #[must_use]
-    pub fn removed_since_first_seen(&self, stream: &str, group: &str, removed: u64) -> u64 {
+    pub(crate) fn removed_since_first_seen(&self, stream: &str, group: &str, removed: u64) -> u64 {
         let Ok(mut base) = self.inner.removed_baseline.lock() else {
             return 0;
         };
@@ -484,14 +476,14 @@ impl Metrics {
 
     /// Forgets a group's [`Self::removed_since_first_seen`] baseline once it
     /// has read something (a later replay to `0` starts a new one).
-    pub fn forget_removed_baseline(&self, stream: &str, group: &str) {
+    pub(crate) fn forget_removed_baseline(&self, stream: &str, group: &str) {
         if let Ok(mut base) = self.inner.removed_baseline.lock() {
             base.remove(&(stream.to_owned(), group.to_owned()));
         }
     }
 
     /// Sets a group's pending, lag and idle-consumer gauges.
-    pub fn group_state(
+    pub(crate) fn group_state(
         &self,
         stream: &str,
         group: &str,
@@ -515,7 +507,7 @@ impl Metrics {
     }
 
     /// Sets a stream's length and its dead-letter stream's length.
-    pub fn stream_state(&self, stream: &str, length: u64, dead_letters: u64) {
+    pub(crate) fn stream_state(&self, stream: &str, length: u64, dead_letters: u64) {
         let labels = StreamLabels {
             stream: stream.to_owned(),
         };
@@ -531,7 +523,7 @@ impl Metrics {
     }
 
     /// Records one entry read by the observer.
-    pub fn observed(&self, contract: &str, valid: bool, source: Option<&str>) {
+    pub(crate) fn observed(&self, contract: &str, valid: bool, source: Option<&str>) {
         self.inner
             .observed
             .get_or_create(&ObservedLabels {
@@ -552,7 +544,7 @@ impl Metrics {
 
     /// Records one invalid entry read by the observer, with its reason
     /// (alongside [`Self::observed`], which counts it by source only).
-    pub fn observed_invalid(&self, contract: &str, reason: &str, source: &str) {
+    pub(crate) fn observed_invalid(&self, contract: &str, reason: &str, source: &str) {
         self.inner
             .observed_invalid
             .get_or_create(&ObservedInvalidLabels {
@@ -564,7 +556,7 @@ impl Metrics {
     }
 
     /// Records `n` entries the observer missed (trimmed before it read them).
-    pub fn observed_missed(&self, contract: &str, n: u64) {
+    pub(crate) fn observed_missed(&self, contract: &str, n: u64) {
         self.inner
             .observed
             .get_or_create(&ObservedLabels {
@@ -576,13 +568,13 @@ impl Metrics {
 
     /// Handle on the busy-workers gauge.
     #[must_use]
-    pub fn workers_busy(&self) -> Gauge {
+    pub(crate) fn workers_busy(&self) -> Gauge {
         self.inner.workers_busy.clone()
     }
 
     /// Handle on the worker-capacity gauge.
     #[must_use]
-    pub fn workers_capacity(&self) -> Gauge {
+    pub(crate) fn workers_capacity(&self) -> Gauge {
         self.inner.workers_capacity.clone()
     }
 }
@@ -606,31 +598,31 @@ fn duration_histogram() -> Histogram {
 
 /// Pre-resolved publish counters for one contract.
 #[derive(Clone, Debug)]
-pub struct PublishCounters {
+pub(crate) struct PublishCounters {
     /// Messages written.
-    pub published: Counter,
+    pub(crate) published: Counter,
 }
 
 /// Pre-resolved consume counters for one (stream, contract, group).
 #[derive(Clone, Debug)]
-pub struct ConsumeCounters {
+pub(crate) struct ConsumeCounters {
     labels: ConsumeLabels,
     metrics: Metrics,
     /// Entries delivered to the handler.
-    pub consumed: Counter,
+    pub(crate) consumed: Counter,
     /// Entries acked.
-    pub acked: Counter,
+    pub(crate) acked: Counter,
     /// Handler failures.
-    pub handler_errors: Counter,
+    pub(crate) handler_errors: Counter,
     /// Handler duration.
-    pub handler_duration: Histogram,
+    pub(crate) handler_duration: Histogram,
     /// From the entry id's timestamp to its ack.
-    pub end_to_end: Histogram,
+    pub(crate) end_to_end: Histogram,
 }
 
 impl ConsumeCounters {
     /// Records an entry dead-lettered for `reason`.
-    pub fn dead_lettered(&self, reason: &str) {
+    pub(crate) fn dead_lettered(&self, reason: &str) {
         self.metrics
             .inner
             .dead_lettered
@@ -644,7 +636,7 @@ impl ConsumeCounters {
     }
 
     /// Records a handler run.
-    pub fn handled(&self, took: Duration, ok: bool) {
+    pub(crate) fn handled(&self, took: Duration, ok: bool) {
         self.consumed.inc();
         self.handler_duration.observe(took.as_secs_f64());
         if !ok {

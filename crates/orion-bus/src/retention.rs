@@ -247,7 +247,7 @@ async fn unread(
 ///
 /// # Errors
 /// Redis errors.
-pub async fn check_loss(
+pub(crate) async fn check_loss(
     conn: &mut ConnectionManager,
     metrics: &Metrics,
     stream: &str,
@@ -299,7 +299,7 @@ pub async fn check_loss(
 ///
 /// # Errors
 /// Redis errors.
-pub async fn trim_safely(
+pub(crate) async fn trim_safely(
     conn: &mut ConnectionManager,
     metrics: &Metrics,
     stream: &str,

@@ -214,7 +214,7 @@ async fn stream_status(
 }
 
 /// Sets the per-stream and per-group gauges from a status snapshot.
-pub fn publish_gauges(bus: &Bus, status: &[StreamStatus]) {
+pub(crate) fn publish_gauges(bus: &Bus, status: &[StreamStatus]) {
     let m = bus.metrics();
     for s in status {
         m.stream_state(&s.stream, s.length, s.dead_letters);
