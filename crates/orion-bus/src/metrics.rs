@@ -474,6 +474,14 @@ impl Metrics {
         removed.saturating_sub(first)
     }
 
+    /// Forgets what was reported lost for a group: after it was recreated
+    /// its Redis counters start over, and new losses count from zero.
+    pub(crate) fn forget_loss(&self, stream: &str, group: &str) {
+        if let Ok(mut seen) = self.inner.loss_seen.lock() {
+            seen.remove(&(stream.to_owned(), group.to_owned()));
+        }
+    }
+
     /// Forgets a group's [`Self::removed_since_first_seen`] baseline once it
     /// has read something (a later replay to `0` starts a new one).
     pub(crate) fn forget_removed_baseline(&self, stream: &str, group: &str) {

@@ -149,16 +149,15 @@ pub(super) async fn recreate(shared: &Shared, idx: usize) -> bool {
                 new_stream,
                 "consumer group vanished (stream deleted, group destroyed or Redis restarted empty); recreated where it last stood"
             );
+            // The new group's counters start over: so does what was
+            // reported lost.
+            metrics.forget_loss(&source.stream, &shared.group);
             if restarted
                 && let Some((_, lag)) = before
                 && lag > 0
             {
                 let gap = format!("recreated:{at}");
-                let new =
-                    shared
-                        .bus
-                        .metrics()
-                        .trimmed_unread(&source.stream, &shared.group, &gap, lag);
+                let new = metrics.trimmed_unread(&source.stream, &shared.group, &gap, lag);
                 tracing::warn!(
                     stream = %source.stream,
                     group = %shared.group,
