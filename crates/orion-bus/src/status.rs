@@ -213,8 +213,10 @@ async fn stream_status(
     })
 }
 
-/// Sets the per-stream and per-group gauges from a status snapshot.
-pub(crate) fn publish_gauges(bus: &Bus, status: &[StreamStatus]) {
+/// Sets the per-stream and per-group gauges from a status snapshot: what
+/// `/metrics` does on each scrape, for a process that serves
+/// [`Metrics::encode`](crate::Metrics::encode) its own way.
+pub fn publish_gauges(bus: &Bus, status: &[StreamStatus]) {
     let m = bus.metrics();
     for s in status {
         m.stream_state(&s.stream, s.length, s.dead_letters);
