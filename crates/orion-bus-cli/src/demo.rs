@@ -178,8 +178,7 @@ pub async fn run(
         bus,
         ConsumerOptions::new(&group, "demo-1")
             .contracts(DEMO_CONTRACTS)
-            .start_id(StartId::New)
-            .limit(messages),
+            .start_id(StartId::New),
     )
     .await?;
 
@@ -213,6 +212,26 @@ pub async fn run(
     let counts: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let seen = counts.clone();
     let started = Instant::now();
+    // Done when every valid message was handled and every poison entry
+    // dead-lettered (a `limit` would stop before poison read last), or
+    // after a minute at most: the report then shows what is missing.
+    let done = shutdown.child_token();
+    let watcher = {
+        let (done, counts, bus, group) = (done.clone(), counts.clone(), bus.clone(), group.clone());
+        let poison = report.poison_written;
+        tokio::spawn(async move {
+            let deadline = Instant::now() + std::time::Duration::from_secs(60);
+            while Instant::now() < deadline && !done.is_cancelled() {
+                let consumed: u64 = counts.lock().map_or(0, |m| m.values().sum());
+                if consumed >= messages && dead_letters(&bus, &group).await >= poison {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            done.cancel();
+        })
+    };
+    let shutdown = done;
     consumer
         .run(
             move |d: Delivery| {
@@ -228,6 +247,7 @@ pub async fn run(
         )
         .await?;
     report.consume_time = started.elapsed();
+    let _ = watcher.await;
     report.consumed = counts.lock().map(|m| m.clone()).unwrap_or_default();
 
     let mut conn = bus.connection();
@@ -241,13 +261,20 @@ pub async fn run(
             .query_async(&mut conn)
             .await?;
         for entry in wire::parse_entries(raw).unwrap_or_default() {
-            let reason = entry
-                .fields
-                .iter()
-                .flatten()
-                .find(|(k, _)| k == b"reason")
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
+            let field = |name: &[u8]| {
+                entry
+                    .fields
+                    .iter()
+                    .flatten()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default()
+            };
+            // Only this run's letters (an earlier run may have left some).
+            if field(b"group") != group {
+                continue;
+            }
+            let reason = field(b"reason");
             *report
                 .dead_lettered
                 .entry(format!("{dlq} {reason}"))
@@ -265,6 +292,36 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// This run's entries (those `group` wrote) in the demo streams'
+/// dead-letter streams.
+async fn dead_letters(bus: &Bus, group: &str) -> u64 {
+    let mut conn = bus.connection();
+    let mut total = 0;
+    for contract in DEMO_CONTRACTS {
+        let Ok(stream) = bus.stream_for(contract) else {
+            continue;
+        };
+        let raw: redis::Value = redis::cmd("XRANGE")
+            .arg(wire::dead_letter_stream(&stream))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(redis::Value::Nil);
+        total += wire::parse_entries(raw)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| {
+                e.fields
+                    .iter()
+                    .flatten()
+                    .any(|(k, v)| k == b"group" && v == group.as_bytes())
+            })
+            .count() as u64;
+    }
+    total
 }
 
 /// Writes the kinds of garbage other clients can leave in a stream.

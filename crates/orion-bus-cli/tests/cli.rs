@@ -921,3 +921,22 @@ fn validate_picks_the_version_a_message_names() {
     assert!(report.contains("host"), "{report}");
     assert!(report.contains("not a known version of ping"), "{report}");
 }
+
+#[test]
+fn demo_is_consistent_for_small_runs_and_repeated_runs_on_one_server() {
+    let server = RedisServer::start().expect("redis");
+    for n in ["1", "5", "5", "250"] {
+        let out = run(cmd(&server).args(["demo", "--messages", n]), "");
+        let stdout = text(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{n}: {stdout}\n{}",
+            text(&out.stderr)
+        );
+        assert!(
+            stdout.contains("OK: every valid message consumed once"),
+            "{n}: {stdout}"
+        );
+    }
+}
