@@ -474,6 +474,20 @@ impl Metrics {
         removed.saturating_sub(first)
     }
 
+    /// How many entries have been reported lost for a group so far (by
+    /// this process, for the group's current life).
+    pub(crate) fn reported_loss(&self, stream: &str, group: &str) -> u64 {
+        self.inner
+            .loss_seen
+            .lock()
+            .ok()
+            .and_then(|seen| {
+                seen.get(&(stream.to_owned(), group.to_owned()))
+                    .map(|(_, n)| *n)
+            })
+            .unwrap_or(0)
+    }
+
     /// Forgets what was reported lost for a group: after it was recreated
     /// its Redis counters start over, and new losses count from zero.
     pub(crate) fn forget_loss(&self, stream: &str, group: &str) {

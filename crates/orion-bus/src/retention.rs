@@ -210,7 +210,7 @@ const UNREAD_PROBE: usize = 16;
 /// stream while it is behind the first entry, else counted with one small
 /// `XRANGE`; `None` when there are more than [`UNREAD_PROBE`] (a group
 /// that far behind is checked again later).
-async fn unread(
+pub(crate) async fn unread(
     conn: &mut ConnectionManager,
     stream: &str,
     state: &StreamState,

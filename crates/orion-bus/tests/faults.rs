@@ -903,6 +903,59 @@ async fn a_stream_deleted_with_undelivered_entries_counts_them_as_lost() {
 }
 
 #[tokio::test]
+async fn losses_before_and_after_a_stream_is_deleted_are_each_counted_once() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let log = Log::default();
+    let release = CancellationToken::new();
+    let c = Consumer::new(
+        &bus,
+        fast("g", "c")
+            .max_in_flight(1)
+            .read_count(1)
+            .housekeeping_interval(Duration::from_millis(50)),
+    )
+    .await
+    .expect("consumer");
+    let running = Running::spawn(c, held_until(&log, &release));
+    let old = publish_commands(&bus, 0, 6).await;
+    until_len(&log, 1, Duration::from_secs(5)).await;
+    // Two of the five undelivered are deleted: a loss of 2.
+    for id in &old[1..3] {
+        redis::cmd("XDEL")
+            .arg(COMMANDS)
+            .arg(id)
+            .query_async::<u64>(&mut raw)
+            .await
+            .expect("XDEL");
+    }
+    assert!(
+        common::eventually(Duration::from_secs(3), || {
+            let n = metric(&bus, TRIMMED, COMMANDS, "g");
+            async move { n >= 2.0 }
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(metric(&bus, TRIMMED, COMMANDS, "g"), 2.0);
+    // Then the stream goes, with the other three undelivered: 3 more.
+    let new = then_add(&mut raw, &["DEL", COMMANDS], 6, 2).await;
+    release.cancel();
+    until_len(&log, 3, Duration::from_secs(5)).await;
+    assert_eq!(ids_of(&log), [&old[..1], &new[..]].concat());
+    assert!(common::all_acked_within(&raw, COMMANDS, "g", Duration::from_secs(2)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+    assert_eq!(metric(&bus, RECREATED, COMMANDS, "g"), 1.0);
+    assert_eq!(
+        metric(&bus, TRIMMED, COMMANDS, "g"),
+        5.0,
+        "2 deleted, then 3 with the stream"
+    );
+}
+
+#[tokio::test]
 async fn a_destroyed_group_is_recreated_without_replaying_what_was_handled() {
     let server = common::server();
     let bus = common::bus(&server).await;

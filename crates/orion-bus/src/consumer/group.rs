@@ -191,10 +191,28 @@ pub(super) async fn check_loss(shared: &Shared, conn: &mut ConnectionManager, id
         Ok(state) => {
             if let Some(g) = state.groups.iter().find(|g| g.name == shared.group) {
                 source.note_delivered(&g.last_delivered);
-                if let (Some(added), Some(lag), Ok(mut counts)) =
-                    (state.entries_added, g.lag, source.last_counts.lock())
+                // What is still in the stream, unread: counted when few
+                // (Redis's lag is unknown after an XDEL, and also counts
+                // entries already reported lost), else Redis's lag less
+                // what was reported lost.
+                let counted = match (
+                    g.entries_read,
+                    retention::unread(conn, &source.stream, &state, g).await,
+                ) {
+                    (Some(_), Ok(Some(n))) => Some(n),
+                    _ => g.lag.map(|lag| {
+                        lag.saturating_sub(
+                            shared
+                                .bus
+                                .metrics()
+                                .reported_loss(&source.stream, &shared.group),
+                        )
+                    }),
+                };
+                if let (Some(added), Ok(mut counts)) =
+                    (state.entries_added, source.last_counts.lock())
                 {
-                    *counts = Some((added, lag));
+                    *counts = counted.map(|unread| (added, unread));
                 }
             }
         }

@@ -58,8 +58,9 @@ pub(super) struct Source {
     /// is recreated.
     pub(super) last_seen: Mutex<Option<String>>,
     /// At the last loss check: the stream's `entries-added` and the
-    /// group's lag (entries not yet delivered), for counting what a
-    /// deleted stream took with it.
+    /// entries still in it that the group had not read (its lag less what
+    /// was already reported lost), for counting what a deleted stream took
+    /// with it.
     pub(super) last_counts: Mutex<Option<(u64, u64)>>,
 }
 
