@@ -26,6 +26,7 @@
 //! or in the same script that wrote its dead letter.
 
 mod ack;
+mod claim;
 mod dead_letter;
 mod group;
 pub mod handler;
