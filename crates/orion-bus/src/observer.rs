@@ -140,9 +140,6 @@ async fn read_bounded(
     Ok(out)
 }
 
-/// How often the observer checks each stream for entries it missed.
-const MISSED_CHECK_EVERY: Duration = Duration::from_secs(5);
-
 /// Where the observer starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -214,7 +211,9 @@ fn source_label(value: Option<&serde_json::Value>, seen: &mut HashSet<String>) -
     }
 }
 
-/// Observes until `shutdown`, logging a summary every `summary_every`.
+/// Observes until `shutdown`, logging a summary every `summary_every` and
+/// checking each stream for entries it missed (trimmed or deleted before
+/// it read them) every `check_every`.
 ///
 /// # Errors
 /// Only if the reading connection cannot be opened.
@@ -222,6 +221,7 @@ pub async fn run(
     bus: &Bus,
     from: ObserveFrom,
     summary_every: Duration,
+    check_every: Duration,
     shutdown: CancellationToken,
 ) -> Result<ObserverReport, crate::connection::ConnectError> {
     let block = Duration::from_secs(1);
@@ -269,7 +269,7 @@ pub async fn run(
     let mut report = ObserverReport::default();
     let max_bytes = bus.options().max_message_bytes;
     let mut next_summary = crate::backoff::deadline_after(summary_every);
-    let mut next_check = tokio::time::Instant::now() + MISSED_CHECK_EVERY;
+    let mut next_check = crate::backoff::deadline_after(check_every);
     tracing::info!(streams = ?streams, "observer started (no group, no acks)");
     loop {
         if tokio::time::Instant::now() >= next_summary {
@@ -286,7 +286,7 @@ pub async fn run(
                 &mut report,
             )
             .await;
-            next_check = tokio::time::Instant::now() + MISSED_CHECK_EVERY;
+            next_check = crate::backoff::deadline_after(check_every);
         }
         // Each stream in turn, a batch bounded by bytes (see READ_SCRIPT);
         // when none has anything new, wait a little.

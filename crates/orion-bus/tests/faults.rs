@@ -1151,7 +1151,14 @@ async fn the_observer_counts_trimming_losses_of_groups() {
     let shutdown = CancellationToken::new();
     let (w, token) = (watcher.clone(), shutdown.clone());
     let task = tokio::spawn(async move {
-        observer::run(&w, ObserveFrom::Now, Duration::from_secs(60), token).await
+        observer::run(
+            &w,
+            ObserveFrom::Now,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+            token,
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let lost = slow_group_then_python_trimming(&bus, &mut raw).await;

@@ -26,7 +26,14 @@ async fn migration_walkthrough() {
         let bus = bus.clone();
         let token = shutdown.clone();
         tokio::spawn(async move {
-            observer::run(&bus, ObserveFrom::Beginning, Duration::from_secs(60), token).await
+            observer::run(
+                &bus,
+                ObserveFrom::Beginning,
+                Duration::from_secs(60),
+                Duration::from_secs(5),
+                token,
+            )
+            .await
         })
     };
 

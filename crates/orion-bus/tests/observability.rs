@@ -134,7 +134,14 @@ async fn start_observer(bus: &orion_bus::Bus) -> (CancellationToken, ObserverTas
     let shutdown = CancellationToken::new();
     let (bus, token) = (bus.clone(), shutdown.clone());
     let task = tokio::spawn(async move {
-        observer::run(&bus, ObserveFrom::Now, Duration::from_secs(60), token).await
+        observer::run(
+            &bus,
+            ObserveFrom::Now,
+            Duration::from_secs(60),
+            Duration::from_secs(5),
+            token,
+        )
+        .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     (shutdown, task)

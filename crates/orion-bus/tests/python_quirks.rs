@@ -84,7 +84,14 @@ async fn each_python_quirk_is_counted_and_dead_lettered_under_its_own_reason() {
     let task = {
         let (bus, token) = (bus.clone(), shutdown.clone());
         tokio::spawn(async move {
-            observer::run(&bus, ObserveFrom::Beginning, Duration::from_secs(60), token).await
+            observer::run(
+                &bus,
+                ObserveFrom::Beginning,
+                Duration::from_secs(60),
+                Duration::from_secs(5),
+                token,
+            )
+            .await
         })
     };
     let series = |reason: &str, source: &str| {

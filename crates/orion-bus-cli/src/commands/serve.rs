@@ -33,9 +33,10 @@ pub(crate) async fn run(
         } else {
             orion_bus::observer::ObserveFrom::Now
         };
-        tokio::spawn(
-            async move { orion_bus::observer::run(&bus, from, summary_every, token).await },
-        )
+        let check_every = settings.observe_check_interval;
+        tokio::spawn(async move {
+            orion_bus::observer::run(&bus, from, summary_every, check_every, token).await
+        })
     });
     let result = orion_bus::http::serve(settings.http_addr, bus, shutdown.clone(), |addr| {
         tracing::info!(%addr, "serving /healthz, /readyz and /metrics");

@@ -71,6 +71,8 @@ pub struct Settings {
     pub explicit: std::collections::BTreeSet<&'static str>,
     /// `serve` listen address.
     pub http_addr: SocketAddr,
+    /// `serve --observe`: how often to check for missed entries.
+    pub observe_check_interval: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter.
@@ -213,6 +215,11 @@ pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigErr
         r.problems.push("block: must be at least 1ms".to_owned());
     }
     let http_addr = r.parse("http_addr", SocketAddr::from(([127, 0, 0, 1], 9464)));
+    let observe_check_interval = r.duration("observe_check_interval");
+    if observe_check_interval < Duration::from_millis(10) {
+        r.problems
+            .push("observe_check_interval: must be at least 10ms".to_owned());
+    }
     let log_format = match r.string("log_format").as_str() {
         "human" => LogFormat::Human,
         "json" => LogFormat::Json,
@@ -236,6 +243,7 @@ pub fn resolve(given: &Given, file: Option<&Path>) -> Result<Settings, ConfigErr
         bus,
         consumer,
         http_addr,
+        observe_check_interval,
         log_format,
         log_level: r.string("log_level"),
         worker_threads: match r.parse("worker_threads", 1usize) {

@@ -258,6 +258,12 @@ pub const SETTINGS: &[SettingSpec] = &[
         "Listen address of `serve` (/healthz, /readyz, /metrics)"
     ),
     spec!(
+        "observe_check_interval",
+        "ORION_BUS_OBSERVE_CHECK_INTERVAL",
+        Some("5s"),
+        "With `serve --observe`, how often each stream is checked for entries trimmed or deleted before the observer read them"
+    ),
+    spec!(
         "worker_threads",
         "ORION_BUS_WORKER_THREADS",
         Some("1"),
