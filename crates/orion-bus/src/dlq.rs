@@ -16,6 +16,8 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 
 use crate::bus::{Bus, PublishError};
+use crate::metrics::RejectReason;
+use crate::telemetry::{InternalEvent, MessageRejected};
 use crate::wire::{self, RawEntry};
 
 /// One dead-letter entry, as written by the consumer (see docs/DELIVERY.md).
@@ -238,18 +240,28 @@ pub async fn redrive(
         let message = match wire::decode_data(raw, bus.options().max_message_bytes) {
             Ok(m) => m,
             Err(e) => {
-                bus.metrics().rejected(contract, e.reason());
+                MessageRejected {
+                    contract,
+                    reason: RejectReason::Poison(e.poison_reason()),
+                    error: &e,
+                }
+                .emit(bus.metrics());
                 report.kept.push((id.clone(), e.to_string()));
                 continue;
             }
         };
         if let Err(violations) = checked.validate(&message) {
-            bus.metrics().rejected(contract, "contract_violation");
             let error = PublishError::Invalid {
                 contract: contract.to_owned(),
                 index: None,
                 violations,
             };
+            MessageRejected {
+                contract,
+                reason: error.reject_reason(),
+                error: &error,
+            }
+            .emit(bus.metrics());
             report.kept.push((id.clone(), error.to_string()));
             continue;
         }

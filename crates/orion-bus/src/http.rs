@@ -16,6 +16,7 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::Bus;
+use crate::telemetry::{InternalEvent, RedisCommandFailed};
 
 /// Builds the router for a bus.
 pub fn router(bus: Bus) -> Router {
@@ -52,8 +53,9 @@ async fn metrics(State(bus): State<Bus>) -> impl IntoResponse {
     match tokio::time::timeout(timeout, crate::status::collect(&bus)).await {
         Ok(Ok(status)) => crate::status::publish_gauges(&bus, &status),
         Ok(Err(e)) => {
-            bus.metrics().redis_error(&e);
-            tracing::warn!(stream = "(all)", error = %e, "reading stream status for /metrics failed");
+            RedisCommandFailed::warn(&e, "reading stream status for /metrics failed")
+                .stream("(all)")
+                .emit(bus.metrics());
         }
         Err(_) => tracing::warn!(
             stream = "(all)",

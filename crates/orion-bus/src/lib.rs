@@ -27,7 +27,9 @@
 //! - `consumer`: consumer groups over several streams, a bounded worker
 //!   pool with backpressure, batched acks, dead-lettering of poison
 //!   entries, and graceful draining on shutdown.
-//! - `metrics`: every metric name, and the counters the other modules bump.
+//! - `metrics`: every metric family, its name and labels, and the enums of
+//!   fixed label values (`DeadLetterReason`, `RejectReason`, ...).
+//! - `telemetry`: typed internal events, each one log line and its metric.
 //! - `backoff`: retry pacing for Redis errors.
 //! - `reply`: fields out of `XINFO` replies.
 //!
@@ -48,6 +50,7 @@ pub mod observer;
 mod reply;
 pub mod retention;
 pub mod status;
+mod telemetry;
 pub mod typed;
 pub mod wire;
 

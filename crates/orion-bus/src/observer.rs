@@ -29,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::bus::Bus;
+use crate::metrics::PoisonReason;
 use crate::retention::StreamState;
+use crate::telemetry::{EntriesMissed, EntryObserved, InternalEvent, RedisCommandFailed};
 use crate::wire;
 
 /// Distinct `source` label values per contract before `other` is used.
@@ -241,8 +243,9 @@ pub async fn run(
             match StreamState::read_without_groups(&mut conn, s).await {
                 Ok(state) => break state,
                 Err(e) => {
-                    bus.metrics().redis_error(&e);
-                    tracing::warn!(stream = %s, error = %e, "observer start failed; retrying");
+                    RedisCommandFailed::warn(&e, "observer start failed; retrying")
+                        .stream(s)
+                        .emit(bus.metrics());
                     if !backoff.wait(&shutdown).await {
                         return Ok(ObserverReport::default());
                     }
@@ -314,8 +317,9 @@ pub async fn run(
             break;
         }
         if let Some(e) = failed {
-            bus.metrics().redis_error(&e);
-            tracing::warn!(stream = %streams.join(","), error = %e, "observer read failed; retrying");
+            RedisCommandFailed::warn(&e, "observer read failed; retrying")
+                .stream(&streams.join(","))
+                .emit(bus.metrics());
             if !backoff.wait(&shutdown).await {
                 break;
             }
@@ -347,27 +351,27 @@ pub async fn run(
                     // Never held: its size alone says it.
                     Observed::TooLarge { id, .. } => (
                         wire::RawEntry { id, fields: None },
-                        Some(("too_large", "unknown".to_owned())),
+                        Some((PoisonReason::TooLarge, "unknown".to_owned())),
                     ),
                 };
-                bus.metrics().observed(
-                    contract.name(),
-                    invalid.is_none(),
-                    invalid.as_ref().map(|(_, source)| source.as_str()),
-                );
+                EntryObserved {
+                    stream: &read.stream,
+                    contract: contract.name(),
+                    id: &entry.id,
+                    invalid: invalid.as_ref().map(|(r, source)| (*r, source.as_str())),
+                }
+                .emit(bus.metrics());
                 let counts = report
                     .by_contract
                     .entry(contract.name().to_owned())
                     .or_default();
                 if let Some((reason, source)) = invalid {
                     counts.1 += 1;
-                    bus.metrics()
-                        .observed_invalid(contract.name(), reason, &source);
                     *report
                         .invalid_by_reason
                         .entry((
                             contract.name().to_owned(),
-                            reason.to_owned(),
+                            reason.as_str().to_owned(),
                             source.clone(),
                         ))
                         .or_default() += 1;
@@ -375,7 +379,6 @@ pub async fn run(
                         .violations_by_source
                         .entry((contract.name().to_owned(), source))
                         .or_default() += 1;
-                    tracing::debug!(stream = %read.stream, id = %entry.id, reason, "observed an invalid entry");
                 } else {
                     counts.0 += 1;
                 }
@@ -404,11 +407,11 @@ fn judge(
     entry: &wire::RawEntry,
     max_bytes: usize,
     sources: &mut HashSet<String>,
-) -> Option<(&'static str, String)> {
+) -> Option<(PoisonReason, String)> {
     match entry.decode(max_bytes) {
         Ok(value) if contract.is_valid(&value) => None,
         Ok(value) => Some((
-            "contract_violation",
+            PoisonReason::ContractViolation,
             source_label(value.get("source"), sources),
         )),
         Err(e) => {
@@ -420,7 +423,7 @@ fn judge(
                 _ => None,
             };
             let source = source_label(lenient.as_ref().and_then(|v| v.get("source")), sources);
-            Some((e.reason(), source))
+            Some((e.poison_reason(), source))
         }
     }
 }
@@ -441,8 +444,9 @@ async fn check_missed(
         // Every group on the stream (the Python bus's too): entries trimmed
         // before the group read them are counted and logged per group.
         if let Err(e) = crate::retention::check_loss(conn, bus.metrics(), stream, None).await {
-            bus.metrics().redis_error(&e);
-            tracing::warn!(stream = %stream, error = %e, "observer could not check groups for losses");
+            RedisCommandFailed::warn(&e, "observer could not check groups for losses")
+                .stream(stream)
+                .emit(bus.metrics());
         }
         let (added, last_generated) = match StreamState::read_without_groups(conn, stream).await {
             Ok(StreamState {
@@ -453,8 +457,9 @@ async fn check_missed(
             // No stream, or Redis before 7 (no counter): nothing to compare.
             Ok(_) => continue,
             Err(e) => {
-                bus.metrics().redis_error(&e);
-                tracing::warn!(stream = %stream, error = %e, "observer could not check for missed entries");
+                RedisCommandFailed::warn(&e, "observer could not check for missed entries")
+                    .stream(stream)
+                    .emit(bus.metrics());
                 continue;
             }
         };
@@ -472,14 +477,13 @@ async fn check_missed(
         if missed > p.missed {
             let new = missed - p.missed;
             p.missed = missed;
-            bus.metrics().observed_missed(contract.name(), new);
             *report.missed.entry(contract.name().to_owned()).or_default() += new;
-            tracing::warn!(
-                stream = %stream,
-                contract = contract.name(),
-                missed = new,
-                "observer missed entries: trimmed or deleted before it read them"
-            );
+            EntriesMissed {
+                stream,
+                contract: contract.name(),
+                missed: new,
+            }
+            .emit(bus.metrics());
         }
     }
 }

@@ -25,6 +25,7 @@ use redis::aio::ConnectionManager;
 
 use crate::metrics::Metrics;
 use crate::reply::{field, int, text};
+use crate::telemetry::{InternalEvent, LossCause, UnreadEntriesLost};
 
 /// How often a publisher trims and checks one stream, at most.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(1);
@@ -279,17 +280,17 @@ pub(crate) async fn check_loss(
             } else {
                 group.last_delivered.as_str()
             };
-            let new = metrics.trimmed_unread(stream, &group.name, gap, lost);
-            if new > 0 {
-                tracing::warn!(
-                    stream,
-                    group = %group.name,
-                    lost = new,
-                    last_delivered = %group.last_delivered,
-                    first_entry = ?state.first_id,
-                    "entries were trimmed before this group read them"
-                );
+            UnreadEntriesLost {
+                stream,
+                group: &group.name,
+                gap,
+                lost,
+                cause: LossCause::Trimmed {
+                    last_delivered: &group.last_delivered,
+                    first_entry: state.first_id.as_deref(),
+                },
             }
+            .emit(metrics);
         }
     }
     Ok(state)

@@ -2,6 +2,7 @@
 //! it is worth retrying, and whether the message may have been written.
 
 use crate::contracts::{ContractError, Violations};
+use crate::metrics::{PoisonReason, RejectReason};
 
 /// Errors of the publishing boundary.
 #[derive(Debug, thiserror::Error)]
@@ -109,12 +110,17 @@ impl PublishError {
     /// A short label for metrics.
     #[must_use]
     pub fn reason(&self) -> &'static str {
+        self.reject_reason().as_str()
+    }
+
+    /// The reason as the label enum.
+    pub(crate) fn reject_reason(&self) -> RejectReason {
         match self {
-            Self::UnknownContract(_) => "unknown_contract",
-            Self::Invalid { .. } => "contract_violation",
-            Self::NotJson { .. } => "invalid_json",
-            Self::TooLarge { .. } => "too_large",
-            Self::Redis { .. } => "redis",
+            Self::UnknownContract(_) => RejectReason::UnknownContract,
+            Self::Invalid { .. } => RejectReason::Poison(PoisonReason::ContractViolation),
+            Self::NotJson { .. } => RejectReason::Poison(PoisonReason::InvalidJson),
+            Self::TooLarge { .. } => RejectReason::Poison(PoisonReason::TooLarge),
+            Self::Redis { .. } => RejectReason::Redis,
         }
     }
 }

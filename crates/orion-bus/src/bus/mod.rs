@@ -16,6 +16,7 @@ use crate::connection::{ConnectError, RedisSettings};
 use crate::contracts::{Contract, ContractError, ContractRegistry};
 use crate::metrics::Metrics;
 use crate::retention::{self, Retention, TRIM_INTERVAL};
+use crate::telemetry::{InternalEvent, MessageRejected, RedisCommandFailed};
 use crate::wire;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
@@ -246,10 +247,12 @@ impl Bus {
             })
         })();
         if let Err(e) = &result {
-            self.inner
-                .metrics
-                .rejected(self.contract_label(contract_name), e.reason());
-            tracing::debug!(contract = contract_name, error = %e, "publish rejected");
+            MessageRejected {
+                contract: self.contract_label(contract_name),
+                reason: e.reject_reason(),
+                error: e,
+            }
+            .emit(&self.inner.metrics);
         }
         result
     }
@@ -281,14 +284,18 @@ impl Bus {
         match serde_json::from_slice::<Value>(json) {
             Ok(value) => self.prepare_text(contract, &value, Some(json), index, true),
             Err(e) => {
-                self.inner
-                    .metrics
-                    .rejected(self.contract_label(contract), "invalid_json");
-                Err(PublishError::NotJson {
+                let err = PublishError::NotJson {
                     contract: contract.to_owned(),
                     index,
                     message: e.to_string(),
-                })
+                };
+                MessageRejected {
+                    contract: self.contract_label(contract),
+                    reason: err.reject_reason(),
+                    error: &err,
+                }
+                .emit(&self.inner.metrics);
+                Err(err)
             }
         }
     }
@@ -424,7 +431,7 @@ impl Bus {
             match attempt(self.inner.conn.clone()).await {
                 Ok(v) => return Ok(v),
                 Err(source) => {
-                    self.inner.metrics.redis_error(&source);
+                    RedisCommandFailed::counted_only(&source).emit(&self.inner.metrics);
                     let err = PublishError::Redis {
                         stream: stream.to_owned(),
                         source,
@@ -471,8 +478,9 @@ impl Bus {
                     .map(|_| ()),
             };
             if let Err(e) = result {
-                metrics.redis_error(&e);
-                tracing::warn!(stream = %stream, error = %e, "retention check failed");
+                RedisCommandFailed::warn(&e, "retention check failed")
+                    .stream(&stream)
+                    .emit(&metrics);
             }
         });
     }

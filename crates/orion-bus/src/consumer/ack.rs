@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::Shared;
 use crate::backoff::Backoff;
+use crate::telemetry::{InternalEvent, RedisCommandFailed};
 
 /// Most acks sent in one pipeline.
 const MAX_BATCH: usize = 512;
@@ -46,16 +47,13 @@ pub(super) async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Ack
                     break;
                 }
                 Err(e) => {
-                    shared.bus.metrics().redis_error(&e);
                     let first = batch.first();
-                    tracing::warn!(
-                        stream = %first.map_or("", |a| &*shared.sources[a.idx].stream),
-                        group = %shared.group,
-                        id = %first.map_or("", |a| a.id.as_str()),
-                        entries = batch.len(),
-                        error = %e,
-                        "XACK failed; retrying"
-                    );
+                    RedisCommandFailed::warn(&e, "XACK failed; retrying")
+                        .stream(first.map_or("", |a| &*shared.sources[a.idx].stream))
+                        .group(&shared.group)
+                        .id(first.map_or("", |a| a.id.as_str()))
+                        .entries(batch.len())
+                        .emit(shared.bus.metrics());
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
             }

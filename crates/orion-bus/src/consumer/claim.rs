@@ -17,6 +17,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{Shared, Work, dead_letter};
+use crate::metrics::DeadLetterReason;
+use crate::telemetry::{EntriesClaimed, InternalEvent};
 use crate::wire::{self, RawEntry};
 
 /// Pending entries looked at per stream per pass.
@@ -222,13 +224,14 @@ pub(super) async fn take_over(
                 .map_or(max, |r| r.deliveries);
             if entry.fields.is_none() {
                 let e = wire::DecodeError::Deleted;
-                dead_letter::write(shared, idx, &entry, e.reason(), &e.to_string(), deliveries)
-                    .await;
+                let reason = DeadLetterReason::Poison(e.poison_reason());
+                dead_letter::write(shared, idx, &entry, reason, &e.to_string(), deliveries).await;
                 continue;
             }
             let error =
                 format!("delivered {deliveries} times (max_deliveries {max}) without success");
-            dead_letter::write(shared, idx, &entry, "max_deliveries", &error, deliveries).await;
+            let reason = DeadLetterReason::MaxDeliveries;
+            dead_letter::write(shared, idx, &entry, reason, &error, deliveries).await;
         }
     }
 
@@ -275,12 +278,15 @@ pub(super) async fn take_over(
             let Some(slot) = permit.split(1) else { break };
             let row = batch.iter().find(|r| r.id == entry.id);
             let deliveries = row.map_or(1, |r| r.deliveries) + 1;
-            if row.is_some_and(|r| r.owner != shared.consumer) {
+            if let Some(row) = row.filter(|r| r.owner != shared.consumer) {
                 shared.stats.claimed.fetch_add(1, Ordering::AcqRel);
-                shared
-                    .bus
-                    .metrics()
-                    .claimed(&shared.sources[idx].stream, &shared.group, 1);
+                EntriesClaimed {
+                    stream: &shared.sources[idx].stream,
+                    group: &shared.group,
+                    id: &entry.id,
+                    from: &row.owner,
+                }
+                .emit(shared.bus.metrics());
             }
             tracing::debug!(
                 stream = %shared.sources[idx].stream,

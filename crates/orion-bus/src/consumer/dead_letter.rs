@@ -24,6 +24,8 @@
 //! that the first failure time and the last error survive restarts and
 //! reach the dead letter whichever consumer writes it.
 
+use crate::metrics::DeadLetterReason;
+use crate::telemetry::{EntryDeadLettered, InternalEvent, RedisCommandFailed};
 use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
@@ -66,8 +68,11 @@ pub(super) async fn record_failure(shared: &Shared, idx: usize, id: &str, error:
     let mut conn = shared.conn.clone();
     if let Err(e) = pipe.query_async::<()>(&mut conn).await {
         // Only the dead letter's first/last times are at stake, not the entry.
-        shared.bus.metrics().redis_error(&e);
-        tracing::warn!(stream = %source.stream, group = %shared.group, id, error = %e, "recording a failure failed");
+        RedisCommandFailed::warn(&e, "recording a failure failed")
+            .stream(&source.stream)
+            .group(&shared.group)
+            .id(id)
+            .emit(shared.bus.metrics());
     }
 }
 
@@ -105,7 +110,7 @@ pub(super) async fn write(
     shared: &Shared,
     idx: usize,
     entry: &RawEntry,
-    reason: &str,
+    reason: DeadLetterReason,
     error: &str,
     deliveries: u64,
 ) {
@@ -114,7 +119,7 @@ pub(super) async fn write(
         stream = %source.stream,
         group = %shared.group,
         id = %entry.id,
-        reason,
+        reason = %reason,
         deliveries,
         error,
         "dead-lettering entry"
@@ -133,7 +138,7 @@ pub(super) async fn write(
         .cloned()
         .flatten()
         .unwrap_or_else(|| at.clone());
-    let last = if reason == "max_deliveries" {
+    let last = if reason == DeadLetterReason::MaxDeliveries {
         recorded
             .get(1)
             .cloned()
@@ -143,7 +148,7 @@ pub(super) async fn write(
         at.clone()
     };
     let error = match recorded.get(2).cloned().flatten() {
-        Some(last_error) if reason == "max_deliveries" => {
+        Some(last_error) if reason == DeadLetterReason::MaxDeliveries => {
             format!("{error}; last error: {last_error}")
         }
         _ => error.to_owned(),
@@ -168,7 +173,7 @@ pub(super) async fn write(
         .arg("deliveries")
         .arg(deliveries)
         .arg("reason")
-        .arg(reason)
+        .arg(reason.as_str())
         .arg("error")
         .arg(&error)
         .arg("first_failure")
@@ -204,30 +209,34 @@ pub(super) async fn write(
                 return;
             }
             Err(e) if is_transient(&e) => {
-                shared.bus.metrics().redis_error(&e);
-                tracing::warn!(
-                    stream = %source.stream,
-                    group = %shared.group,
-                    id = %entry.id,
-                    error = %e,
-                    "dead-lettering failed; retrying"
-                );
+                RedisCommandFailed::warn(&e, "dead-lettering failed; retrying")
+                    .stream(&source.stream)
+                    .group(&shared.group)
+                    .id(&entry.id)
+                    .emit(shared.bus.metrics());
                 tokio::time::sleep(backoff.next_delay()).await;
             }
             Err(e) => {
-                shared.bus.metrics().redis_error(&e);
-                tracing::error!(
-                    stream = %source.stream,
-                    group = %shared.group,
-                    id = %entry.id,
-                    dead_letters = %source.dead_letters,
-                    error = %e,
-                    "cannot dead-letter this entry; it stays pending and will be tried again"
-                );
+                RedisCommandFailed::error(
+                    &e,
+                    "cannot dead-letter this entry; it stays pending and will be tried again",
+                )
+                .stream(&source.stream)
+                .group(&shared.group)
+                .id(&entry.id)
+                .key(&source.dead_letters)
+                .emit(shared.bus.metrics());
                 return;
             }
         }
     }
-    source.counters.dead_lettered(reason);
+    EntryDeadLettered {
+        stream: &source.stream,
+        contract: source.contract.name(),
+        group: &shared.group,
+        id: &entry.id,
+        reason,
+    }
+    .emit(shared.bus.metrics());
     shared.stats.dead_lettered.fetch_add(1, Ordering::AcqRel);
 }

@@ -29,6 +29,10 @@ use redis::aio::ConnectionManager;
 use super::{ConsumeError, Shared, StartId};
 use crate::reply::{field, int, text};
 use crate::retention;
+use crate::telemetry::{
+    GroupRecreated, InternalEvent, LossCause, RedisCommandFailed, StaleConsumerRemoved,
+    UnreadEntriesLost,
+};
 
 /// Removal records kept per stream (approximately).
 const REMOVED_KEEP: u64 = 100;
@@ -129,8 +133,13 @@ pub(super) async fn recreate(shared: &Shared, idx: usize) -> bool {
     let state = match retention::StreamState::read_without_groups(&mut conn, &source.stream).await {
         Ok(s) => s,
         Err(e) => {
-            shared.bus.metrics().redis_error(&e);
-            tracing::warn!(stream = %source.stream, group = %shared.group, error = %e, "reading the stream before recreating its group failed; will retry");
+            RedisCommandFailed::warn(
+                &e,
+                "reading the stream before recreating its group failed; will retry",
+            )
+            .stream(&source.stream)
+            .group(&shared.group)
+            .emit(shared.bus.metrics());
             return false;
         }
     };
@@ -141,14 +150,13 @@ pub(super) async fn recreate(shared: &Shared, idx: usize) -> bool {
     match create(&mut conn, &source.stream, &shared.group, &at, entries_read).await {
         Ok(true) => {
             let metrics = shared.bus.metrics();
-            metrics.group_recreated(&source.stream, &shared.group);
-            tracing::warn!(
-                stream = %source.stream,
-                group = %shared.group,
-                at = %at,
+            GroupRecreated {
+                stream: &source.stream,
+                group: &shared.group,
+                at: &at,
                 new_stream,
-                "consumer group vanished (stream deleted, group destroyed or Redis restarted empty); recreated where it last stood"
-            );
+            }
+            .emit(metrics);
             // The new group's counters start over: so does what was
             // reported lost.
             metrics.forget_loss(&source.stream, &shared.group);
@@ -156,20 +164,22 @@ pub(super) async fn recreate(shared: &Shared, idx: usize) -> bool {
                 && let Some((_, lag)) = before
                 && lag > 0
             {
-                let gap = format!("recreated:{at}");
-                let new = metrics.trimmed_unread(&source.stream, &shared.group, &gap, lag);
-                tracing::warn!(
-                    stream = %source.stream,
-                    group = %shared.group,
-                    lost = new,
-                    "the stream was deleted or emptied with entries this group had not read (at least this many, from the last check)"
-                );
+                UnreadEntriesLost {
+                    stream: &source.stream,
+                    group: &shared.group,
+                    gap: &format!("recreated:{at}"),
+                    lost: lag,
+                    cause: LossCause::StreamGone,
+                }
+                .emit(metrics);
             }
         }
         Ok(false) => {} // another consumer recreated it first
         Err(e) => {
-            shared.bus.metrics().redis_error(&e);
-            tracing::warn!(stream = %source.stream, group = %shared.group, error = %e, "recreating the consumer group failed; will retry");
+            RedisCommandFailed::warn(&e, "recreating the consumer group failed; will retry")
+                .stream(&source.stream)
+                .group(&shared.group)
+                .emit(shared.bus.metrics());
             return false;
         }
     }
@@ -217,8 +227,10 @@ pub(super) async fn check_loss(shared: &Shared, conn: &mut ConnectionManager, id
             }
         }
         Err(e) => {
-            shared.bus.metrics().redis_error(&e);
-            tracing::warn!(stream = %source.stream, group = %shared.group, error = %e, "loss check failed");
+            RedisCommandFailed::warn(&e, "loss check failed")
+                .stream(&source.stream)
+                .group(&shared.group)
+                .emit(shared.bus.metrics());
         }
     }
 }
@@ -340,8 +352,10 @@ pub(super) async fn sweep_stale(shared: &Shared, conn: &mut ConnectionManager, i
         Err(e) => {
             // NOGROUP: the reader recreates the group; nothing to sweep.
             if e.code() != Some("NOGROUP") {
-                shared.bus.metrics().redis_error(&e);
-                tracing::warn!(stream = %source.stream, group = %shared.group, error = %e, "stale-consumer sweep failed");
+                RedisCommandFailed::warn(&e, "stale-consumer sweep failed")
+                    .stream(&source.stream)
+                    .group(&shared.group)
+                    .emit(shared.bus.metrics());
             }
             return;
         }
@@ -349,21 +363,16 @@ pub(super) async fn sweep_stale(shared: &Shared, conn: &mut ConnectionManager, i
     if removed.is_empty() {
         return;
     }
-    shared.bus.metrics().stale_consumers_removed(
-        &source.stream,
-        &shared.group,
-        removed.len() as u64,
-    );
     let log = removed_consumers_stream(&source.stream);
     let mut pipe = redis::pipe();
     for (name, idle) in &removed {
-        tracing::info!(
-            stream = %source.stream,
-            group = %shared.group,
-            consumer = %name,
-            idle_ms = idle,
-            "removed a stale consumer (idle, nothing pending)"
-        );
+        StaleConsumerRemoved {
+            stream: &source.stream,
+            group: &shared.group,
+            consumer: name,
+            idle_ms: *idle,
+        }
+        .emit(shared.bus.metrics());
         pipe.cmd("XADD")
             .arg(&log)
             .arg("MAXLEN")
@@ -381,8 +390,10 @@ pub(super) async fn sweep_stale(shared: &Shared, conn: &mut ConnectionManager, i
             .ignore();
     }
     if let Err(e) = pipe.query_async::<()>(conn).await {
-        shared.bus.metrics().redis_error(&e);
-        tracing::warn!(stream = %source.stream, group = %shared.group, error = %e, "recording removed consumers failed");
+        RedisCommandFailed::warn(&e, "recording removed consumers failed")
+            .stream(&source.stream)
+            .group(&shared.group)
+            .emit(shared.bus.metrics());
     }
 }
 

@@ -15,6 +15,7 @@
 //! list (Redis 7's `XCLAIM` does), so such an entry can still end in the
 //! dead-letter stream.
 
+use crate::telemetry::{InternalEvent, RedisCommandFailed};
 use std::sync::{Arc, LazyLock};
 
 use redis::aio::ConnectionManager;
@@ -186,8 +187,10 @@ async fn renew_lease(shared: &Shared, conn: &mut ConnectionManager) {
             "another process took this consumer's name lease (this one was unreachable for over its TTL); two processes now share a name"
         ),
         Err(e) => {
-            shared.bus.metrics().redis_error(&e);
-            tracing::warn!(group = %shared.group, consumer = %shared.consumer, error = %e, "renewing the name lease failed");
+            RedisCommandFailed::warn(&e, "renewing the name lease failed")
+                .group(&shared.group)
+                .consumer(&shared.consumer)
+                .emit(shared.bus.metrics());
         }
     }
 }
@@ -207,13 +210,13 @@ async fn beat(shared: &Shared, conn: &mut ConnectionManager) {
         }
         call.arg(&shared.consumer).arg(shared.key_hold_ms());
         if let Err(e) = call.invoke_async::<i64>(conn).await {
-            shared.bus.metrics().redis_error(&e);
-            tracing::warn!(
-                stream = %shared.stream_names(None),
-                group = %shared.group,
-                error = %e,
-                "refreshing idempotency holds failed; a slow handler's key may be taken over"
-            );
+            RedisCommandFailed::warn(
+                &e,
+                "refreshing idempotency holds failed; a slow handler's key may be taken over",
+            )
+            .stream(&shared.stream_names(None))
+            .group(&shared.group)
+            .emit(shared.bus.metrics());
         }
     }
     let tracked: Vec<(usize, String)> = match shared.in_flight_ids.lock() {
@@ -241,13 +244,13 @@ async fn beat(shared: &Shared, conn: &mut ConnectionManager) {
                     }
                 }
                 Err(e) => {
-                    shared.bus.metrics().redis_error(&e);
-                    tracing::warn!(
-                        stream = %source.stream,
-                        group = %shared.group,
-                        error = %e,
-                        "heartbeat failed; in-flight entries may look idle"
-                    );
+                    RedisCommandFailed::warn(
+                        &e,
+                        "heartbeat failed; in-flight entries may look idle",
+                    )
+                    .stream(&source.stream)
+                    .group(&shared.group)
+                    .emit(shared.bus.metrics());
                 }
             }
         }

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::ConsumeError;
 use crate::backoff::{Backoff, is_transient};
 use crate::metrics::Metrics;
+use crate::telemetry::{InternalEvent, RedisCommandFailed};
 
 /// The longest a lease outlives its last renewal.
 const MAX_TTL: Duration = Duration::from_secs(10);
@@ -183,24 +184,26 @@ impl Lease {
                     }
                 }
                 Err(e) if e.code() == Some("OOM") => {
-                    metrics.redis_error(&e);
-                    tracing::warn!(
-                        group = %self.group,
-                        consumer = %self.consumer,
-                        error = %e,
-                        "Redis is full: starting without the name lease; the heartbeat takes it once Redis accepts writes"
-                    );
+                    RedisCommandFailed::warn(
+                        &e,
+                        "Redis is full: starting without the name lease; the heartbeat takes it once Redis accepts writes",
+                    )
+                    .group(&self.group)
+                    .consumer(&self.consumer)
+                    .emit(metrics);
                     return Ok(());
                 }
                 Err(e) if is_transient(&e) => {
-                    metrics.redis_error(&e);
-                    tracing::warn!(group = %self.group, consumer = %self.consumer, error = %e, "taking the name lease failed; retrying");
+                    RedisCommandFailed::warn(&e, "taking the name lease failed; retrying")
+                        .group(&self.group)
+                        .consumer(&self.consumer)
+                        .emit(metrics);
                     if !backoff.wait(shutdown).await {
                         return Ok(());
                     }
                 }
                 Err(e) => {
-                    metrics.redis_error(&e);
+                    RedisCommandFailed::counted_only(&e).emit(metrics);
                     return Err(ConsumeError::Lease {
                         key: self.key.clone(),
                         source: e,

@@ -3,6 +3,7 @@
 //! holds, recreates a vanished group where the group last stood, and
 //! survives Redis faults with backoff.
 
+use crate::telemetry::{InternalEvent, RedisCommandFailed};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,8 +110,8 @@ impl Reader {
                     return entries;
                 }
                 Err(e) => {
-                    self.shared.bus.metrics().redis_error(&e);
                     if e.code() == Some("NOGROUP") {
+                        RedisCommandFailed::counted_only(&e).emit(self.shared.bus.metrics());
                         // Stream or group deleted under us: recreate it
                         // where it stood and go on.
                         let mut all = true;
@@ -122,7 +123,10 @@ impl Reader {
                             continue;
                         }
                     } else {
-                        tracing::warn!(stream = %self.shared.stream_names(Some(picked)), group = %self.shared.group, error = %e, "XREADGROUP failed; backing off");
+                        RedisCommandFailed::warn(&e, "XREADGROUP failed; backing off")
+                            .stream(&self.shared.stream_names(Some(picked)))
+                            .group(&self.shared.group)
+                            .emit(self.shared.bus.metrics());
                     }
                     tokio::time::sleep(self.backoff.next_delay()).await;
                 }
@@ -146,8 +150,10 @@ impl Reader {
             cmd.arg("$");
         }
         if let Err(e) = cmd.query_async::<redis::Value>(&mut self.conn).await {
-            self.shared.bus.metrics().redis_error(&e);
-            tracing::warn!(stream = %self.shared.stream_names(None), group = %self.shared.group, error = %e, "XREAD failed; backing off");
+            RedisCommandFailed::warn(&e, "XREAD failed; backing off")
+                .stream(&self.shared.stream_names(None))
+                .group(&self.shared.group)
+                .emit(self.shared.bus.metrics());
             tokio::time::sleep(self.backoff.next_delay()).await;
         }
     }

@@ -45,6 +45,7 @@ use super::claim::{
     PAGE, PendingRow, Sightings, sighted_twice, slot_wait, take_over, without_live_owners, xpending,
 };
 use super::{Shared, Work, group};
+use crate::telemetry::{InternalEvent, RedisCommandFailed};
 
 /// The wait before redelivering an entry delivered `deliveries` times.
 fn backoff_for(shared: &Shared, id: &str, deliveries: u64) -> Duration {
@@ -97,8 +98,10 @@ pub(super) async fn own_pending_first(
                 Err(e) => {
                     // The periodic pass takes them back later; do not
                     // block start-up.
-                    shared.bus.metrics().redis_error(&e);
-                    tracing::warn!(stream, group = %shared.group, error = %e, "reading own pending entries failed");
+                    RedisCommandFailed::warn(&e, "reading own pending entries failed")
+                        .stream(stream)
+                        .group(&shared.group)
+                        .emit(shared.bus.metrics());
                     break;
                 }
             };
@@ -130,8 +133,10 @@ pub(super) async fn own_pending_first(
                 Ok(true) => {}
                 Ok(false) => return, // shutdown
                 Err(e) => {
-                    shared.bus.metrics().redis_error(&e);
-                    tracing::warn!(stream, group = %shared.group, error = %e, "claiming own pending entries failed");
+                    RedisCommandFailed::warn(&e, "claiming own pending entries failed")
+                        .stream(stream)
+                        .group(&shared.group)
+                        .emit(shared.bus.metrics());
                     break;
                 }
             }
@@ -198,13 +203,10 @@ pub(super) async fn run(
             if let Err(e) = result
                 && e.code() != Some("NOGROUP")
             {
-                shared.bus.metrics().redis_error(&e);
-                tracing::warn!(
-                    stream = %shared.sources[idx].stream,
-                    group = %shared.group,
-                    error = %e,
-                    "redelivery pass failed; will retry"
-                );
+                RedisCommandFailed::warn(&e, "redelivery pass failed; will retry")
+                    .stream(&shared.sources[idx].stream)
+                    .group(&shared.group)
+                    .emit(shared.bus.metrics());
             }
         }
     }

@@ -18,6 +18,8 @@ use tokio::sync::{Mutex, mpsc};
 use super::handler::{Delivery, Handler, HandlerErrorKind};
 use super::{ErrorPolicy, Idempotency};
 use super::{Shared, Work, ack, dead_letter};
+use crate::metrics::{DeadLetterReason, PoisonReason};
+use crate::telemetry::{InternalEvent, RedisCommandFailed};
 
 /// Takes work until the queue is closed and empty.
 pub(super) async fn run<H: Handler>(
@@ -52,7 +54,8 @@ async fn process<H: Handler>(
         Ok(m) => m,
         Err(e) => {
             shared.budget.give_back(1);
-            dead_letter::write(shared, idx, &entry, e.reason(), &e.to_string(), deliveries).await;
+            let reason = DeadLetterReason::Poison(e.poison_reason());
+            dead_letter::write(shared, idx, &entry, reason, &e.to_string(), deliveries).await;
             shared.untrack(idx, &entry.id);
             return;
         }
@@ -60,7 +63,8 @@ async fn process<H: Handler>(
     if let Err(violations) = source.contract.validate(&message) {
         shared.budget.give_back(1);
         let text = format!("contract {} violated: {violations}", source.contract.name());
-        dead_letter::write(shared, idx, &entry, "contract_violation", &text, deliveries).await;
+        let reason = DeadLetterReason::Poison(PoisonReason::ContractViolation);
+        dead_letter::write(shared, idx, &entry, reason, &text, deliveries).await;
         shared.untrack(idx, &entry.id);
         return;
     }
@@ -74,7 +78,15 @@ async fn process<H: Handler>(
                 version.map_or_else(|| "(none)".to_owned(), |v| format!("{v:?}")),
                 accepted.join(", ")
             );
-            dead_letter::write(shared, idx, &entry, "unaccepted_version", &text, deliveries).await;
+            dead_letter::write(
+                shared,
+                idx,
+                &entry,
+                DeadLetterReason::UnacceptedVersion,
+                &text,
+                deliveries,
+            )
+            .await;
             shared.untrack(idx, &entry.id);
             return;
         }
@@ -164,11 +176,11 @@ async fn process<H: Handler>(
         || deliveries >= shared.options.max_deliveries;
     if dead_letter_now {
         let reason = if permanent {
-            "handler_permanent"
+            DeadLetterReason::HandlerPermanent
         } else if shared.options.on_error == ErrorPolicy::DeadLetter {
-            "handler_error"
+            DeadLetterReason::HandlerError
         } else {
-            "max_deliveries"
+            DeadLetterReason::MaxDeliveries
         };
         dead_letter::write(shared, idx, &entry, reason, &error, deliveries).await;
     } else {
@@ -278,8 +290,12 @@ async fn try_claim_key(shared: &Shared, key: &str, stream: &str, id: &str) -> Op
         Ok((None, Some(_))) => Some(KeyState::Busy),
         Ok((None, None)) => Some(claimed()), // expired in between
         Err(e) => {
-            shared.bus.metrics().redis_error(&e);
-            tracing::warn!(stream, group = %shared.group, id, key, error = %e, "idempotency check failed; retrying");
+            RedisCommandFailed::warn(&e, "idempotency check failed; retrying")
+                .stream(stream)
+                .group(&shared.group)
+                .id(id)
+                .key(key)
+                .emit(shared.bus.metrics());
             None
         }
     }
@@ -332,8 +348,12 @@ async fn mark_done(shared: &Shared, key: &str, stream: &str, id: &str) {
                 return;
             }
             Err(e) => {
-                shared.bus.metrics().redis_error(&e);
-                tracing::warn!(stream, group = %shared.group, id, key, error = %e, "recording an idempotency key failed; retrying");
+                RedisCommandFailed::warn(&e, "recording an idempotency key failed; retrying")
+                    .stream(stream)
+                    .group(&shared.group)
+                    .id(id)
+                    .key(key)
+                    .emit(shared.bus.metrics());
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
@@ -351,7 +371,11 @@ async fn release_key(shared: &Shared, key: &str, stream: &str, id: &str) {
         .await
     {
         // The hold expires after claim_idle anyway.
-        shared.bus.metrics().redis_error(&e);
-        tracing::warn!(stream, group = %shared.group, id, key, error = %e, "releasing an idempotency key failed");
+        RedisCommandFailed::warn(&e, "releasing an idempotency key failed")
+            .stream(stream)
+            .group(&shared.group)
+            .id(id)
+            .key(key)
+            .emit(shared.bus.metrics());
     }
 }

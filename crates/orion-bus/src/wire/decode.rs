@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::DATA_FIELD;
 use super::python::{PythonQuirk, without_python_quirks};
+use crate::metrics::PoisonReason;
 
 /// Why `bytes`, which `serde_json` refused with `error`, is not JSON: one
 /// of Python's quirks when replacing them makes it valid, else plain
@@ -76,14 +77,19 @@ impl DecodeError {
     /// A short, stable, low-cardinality label for metrics and dead letters.
     #[must_use]
     pub fn reason(&self) -> &'static str {
+        self.poison_reason().as_str()
+    }
+
+    /// The reason as the label enum.
+    pub(crate) fn poison_reason(&self) -> PoisonReason {
         match self {
-            Self::MissingData => "missing_data",
-            Self::Deleted => "deleted",
-            Self::NotUtf8 { .. } => "not_utf8",
-            Self::TooLarge { .. } => "too_large",
-            Self::InvalidJson(_) => "invalid_json",
-            Self::NonFiniteNumber(_) => "non_finite_number",
-            Self::LoneSurrogate(_) => "lone_surrogate",
+            Self::MissingData => PoisonReason::MissingData,
+            Self::Deleted => PoisonReason::Deleted,
+            Self::NotUtf8 { .. } => PoisonReason::NotUtf8,
+            Self::TooLarge { .. } => PoisonReason::TooLarge,
+            Self::InvalidJson(_) => PoisonReason::InvalidJson,
+            Self::NonFiniteNumber(_) => PoisonReason::NonFiniteNumber,
+            Self::LoneSurrogate(_) => PoisonReason::LoneSurrogate,
         }
     }
 }

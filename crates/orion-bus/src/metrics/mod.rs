@@ -1,11 +1,14 @@
-//! Telemetry: every metric name the bus exposes, and the typed events that
-//! update them together with their log line.
+//! The metrics registry: every metric family the bus exposes, its name,
+//! help text and label set, the counter and gauge updates, and `encode`.
 //!
-//! Owns the Prometheus registry (`prometheus-client`), the metric families,
-//! and the label sets. Names follow `orion_bus_<name>_<unit>[_total]`;
-//! labels are limited to `stream`, `contract`, `group`, `reason` and
-//! `outcome`, never message ids, so cardinality stays bounded by the number
-//! of contracts and groups.
+//! Owns the Prometheus registry (`prometheus-client`) and the families.
+//! Names follow `orion_bus_<name>_<unit>[_total]`; labels are limited to
+//! `stream`, `contract`, `group`, `reason`, `outcome` and `source`, never
+//! message ids, so cardinality stays bounded by the number of contracts
+//! and groups. The label sets and the enums of fixed label values live in
+//! `labels.rs`; what is logged with each update lives in
+//! [`crate::telemetry`], whose events are the way call sites update the
+//! counters that come with a log line. `tests.rs` lists every series.
 //!
 //! Hot paths do not look labels up per message: [`Metrics::publisher`] and
 //! [`Metrics::consumer`] hand out pre-resolved counter handles that share
@@ -14,99 +17,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Labels of publish-side series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct PublishLabels {
-    /// Contract name.
-    pub(crate) contract: String,
-}
+mod labels;
+#[cfg(test)]
+mod tests;
 
-/// Labels of rejected-message series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct RejectLabels {
-    /// Contract name.
-    pub(crate) contract: String,
-    /// Why: `contract_violation`, `too_large`, `unknown_contract`, ...
-    pub(crate) reason: String,
-}
-
-/// Labels of consume-side series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ConsumeLabels {
-    /// Stream key.
-    pub(crate) stream: String,
-    /// Contract name.
-    pub(crate) contract: String,
-    /// Consumer group.
-    pub(crate) group: String,
-}
-
-/// Labels of dead-letter series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct DeadLetterLabels {
-    /// Stream key.
-    pub(crate) stream: String,
-    /// Contract name.
-    pub(crate) contract: String,
-    /// Consumer group.
-    pub(crate) group: String,
-    /// Why: `missing_data`, `not_utf8`, `invalid_json`, `contract_violation`, ...
-    pub(crate) reason: String,
-}
-
-/// Labels of per-group series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct GroupLabels {
-    /// Stream key.
-    pub(crate) stream: String,
-    /// Consumer group.
-    pub(crate) group: String,
-}
-
-/// Labels of per-stream series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct StreamLabels {
-    /// Stream key.
-    pub(crate) stream: String,
-}
-
-/// Labels of observer series.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ObservedLabels {
-    /// Contract name.
-    pub(crate) contract: String,
-    /// `valid` or `invalid`.
-    pub(crate) outcome: String,
-}
-
-/// Labels of observed violations.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ViolationLabels {
-    /// Contract name.
-    pub(crate) contract: String,
-    /// The message's `source` field (bounded; see the observer).
-    pub(crate) source: String,
-}
-
-/// Labels of invalid entries the observer read, by reason.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct ObservedInvalidLabels {
-    /// Contract name.
-    pub(crate) contract: String,
-    /// Why the entry is invalid: the dead-letter reason a consumer would
-    /// give it (`contract_violation`, `invalid_json`, `non_finite_number`,
-    /// `lone_surrogate`, `not_utf8`, `too_large`, `missing_data`).
-    pub(crate) reason: String,
-    /// The message's `source` field (bounded; see the observer).
-    pub(crate) source: String,
-}
+pub(crate) use labels::{
+    ConsumeLabels, DeadLetterLabels, DeadLetterReason, GroupLabels, ObservedInvalidLabels,
+    ObservedLabels, ObservedOutcome, PoisonReason, PublishLabels, RejectLabels, RejectReason,
+    StreamLabels, ViolationLabels,
+};
 
 /// The registry and every metric family, shared by all bus components.
 #[derive(Clone, Debug)]
@@ -362,12 +287,12 @@ impl Metrics {
     }
 
     /// Records a publish refused before anything was written.
-    pub(crate) fn rejected(&self, contract: &str, reason: &str) {
+    pub(crate) fn rejected(&self, contract: &str, reason: RejectReason) {
         self.inner
             .rejected
             .get_or_create(&RejectLabels {
                 contract: contract.to_owned(),
-                reason: reason.to_owned(),
+                reason,
             })
             .inc();
     }
@@ -386,9 +311,27 @@ impl Metrics {
             handler_errors: self.inner.handler_errors.get_or_create(&labels).clone(),
             handler_duration: self.inner.handler_duration.get_or_create(&labels).clone(),
             end_to_end: self.inner.end_to_end.get_or_create(&labels).clone(),
-            labels,
-            metrics: self.clone(),
         }
+    }
+
+    /// Records an entry dead-lettered for `reason` (see
+    /// [`crate::telemetry::EntryDeadLettered`]).
+    pub(crate) fn dead_lettered(
+        &self,
+        stream: &str,
+        contract: &str,
+        group: &str,
+        reason: DeadLetterReason,
+    ) {
+        self.inner
+            .dead_lettered
+            .get_or_create(&DeadLetterLabels {
+                stream: stream.to_owned(),
+                contract: contract.to_owned(),
+                group: group.to_owned(),
+                reason,
+            })
+            .inc();
     }
 
     /// Records a failed Redis command; connection-level failures also
@@ -408,7 +351,7 @@ impl Metrics {
     pub(crate) fn group_recreated(&self, stream: &str, group: &str) {
         self.inner
             .group_recreated
-            .get_or_create(&group_labels(stream, group))
+            .get_or_create(&GroupLabels::new(stream, group))
             .inc();
     }
 
@@ -416,7 +359,7 @@ impl Metrics {
     pub(crate) fn stale_consumers_removed(&self, stream: &str, group: &str, n: u64) {
         self.inner
             .stale_consumers_removed
-            .get_or_create(&group_labels(stream, group))
+            .get_or_create(&GroupLabels::new(stream, group))
             .inc_by(n);
     }
 
@@ -424,7 +367,7 @@ impl Metrics {
     pub(crate) fn claimed(&self, stream: &str, group: &str, n: u64) {
         self.inner
             .claimed
-            .get_or_create(&group_labels(stream, group))
+            .get_or_create(&GroupLabels::new(stream, group))
             .inc_by(n);
     }
 
@@ -451,10 +394,7 @@ impl Metrics {
             seen.insert(key, (last_delivered.to_owned(), lost));
             self.inner
                 .trimmed_unread
-                .get_or_create(&GroupLabels {
-                    stream: stream.to_owned(),
-                    group: group.to_owned(),
-                })
+                .get_or_create(&GroupLabels::new(stream, group))
                 .inc_by(new);
         }
         new
@@ -513,10 +453,7 @@ impl Metrics {
         lag: Option<u64>,
         idle_consumers: u64,
     ) {
-        let labels = GroupLabels {
-            stream: stream.to_owned(),
-            group: group.to_owned(),
-        };
+        let labels = GroupLabels::new(stream, group);
         let set = |f: &Family<GroupLabels, Gauge>, v: u64| {
             f.get_or_create(&labels)
                 .set(i64::try_from(v).unwrap_or(i64::MAX));
@@ -550,7 +487,11 @@ impl Metrics {
             .observed
             .get_or_create(&ObservedLabels {
                 contract: contract.to_owned(),
-                outcome: if valid { "valid" } else { "invalid" }.to_owned(),
+                outcome: if valid {
+                    ObservedOutcome::Valid
+                } else {
+                    ObservedOutcome::Invalid
+                },
             })
             .inc();
         if !valid {
@@ -566,12 +507,12 @@ impl Metrics {
 
     /// Records one invalid entry read by the observer, with its reason
     /// (alongside [`Self::observed`], which counts it by source only).
-    pub(crate) fn observed_invalid(&self, contract: &str, reason: &str, source: &str) {
+    pub(crate) fn observed_invalid(&self, contract: &str, reason: PoisonReason, source: &str) {
         self.inner
             .observed_invalid
             .get_or_create(&ObservedInvalidLabels {
                 contract: contract.to_owned(),
-                reason: reason.to_owned(),
+                reason,
                 source: source.to_owned(),
             })
             .inc();
@@ -583,7 +524,7 @@ impl Metrics {
             .observed
             .get_or_create(&ObservedLabels {
                 contract: contract.to_owned(),
-                outcome: "missed".to_owned(),
+                outcome: ObservedOutcome::Missed,
             })
             .inc_by(n);
     }
@@ -598,13 +539,6 @@ impl Metrics {
     #[must_use]
     pub(crate) fn workers_capacity(&self) -> Gauge {
         self.inner.workers_capacity.clone()
-    }
-}
-
-fn group_labels(stream: &str, group: &str) -> GroupLabels {
-    GroupLabels {
-        stream: stream.to_owned(),
-        group: group.to_owned(),
     }
 }
 
@@ -628,8 +562,6 @@ pub(crate) struct PublishCounters {
 /// Pre-resolved consume counters for one (stream, contract, group).
 #[derive(Clone, Debug)]
 pub(crate) struct ConsumeCounters {
-    labels: ConsumeLabels,
-    metrics: Metrics,
     /// Entries delivered to the handler.
     pub(crate) consumed: Counter,
     /// Entries acked.
@@ -643,54 +575,12 @@ pub(crate) struct ConsumeCounters {
 }
 
 impl ConsumeCounters {
-    /// Records an entry dead-lettered for `reason`.
-    pub(crate) fn dead_lettered(&self, reason: &str) {
-        self.metrics
-            .inner
-            .dead_lettered
-            .get_or_create(&DeadLetterLabels {
-                stream: self.labels.stream.clone(),
-                contract: self.labels.contract.clone(),
-                group: self.labels.group.clone(),
-                reason: reason.to_owned(),
-            })
-            .inc();
-    }
-
     /// Records a handler run.
     pub(crate) fn handled(&self, took: Duration, ok: bool) {
         self.consumed.inc();
         self.handler_duration.observe(took.as_secs_f64());
         if !ok {
             self.handler_errors.inc();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_follow_the_convention() {
-        let m = Metrics::new();
-        m.publisher("event").published.inc();
-        m.rejected("event", "contract_violation");
-        let c = m.consumer("orion:events", "event", "g");
-        c.handled(Duration::from_millis(2), false);
-        c.acked.inc();
-        c.dead_lettered("invalid_json");
-        let text = m.encode();
-        for line in [
-            "orion_bus_published_messages_total{contract=\"event\"} 1",
-            "orion_bus_rejected_messages_total{contract=\"event\",reason=\"contract_violation\"} 1",
-            "orion_bus_consumed_messages_total{stream=\"orion:events\",contract=\"event\",group=\"g\"} 1",
-            "orion_bus_handler_errors_total{stream=\"orion:events\",contract=\"event\",group=\"g\"} 1",
-            "orion_bus_acked_messages_total{stream=\"orion:events\",contract=\"event\",group=\"g\"} 1",
-            "orion_bus_dead_lettered_messages_total{stream=\"orion:events\",contract=\"event\",group=\"g\",reason=\"invalid_json\"} 1",
-            "orion_bus_handler_duration_seconds_count{stream=\"orion:events\",contract=\"event\",group=\"g\"} 1",
-        ] {
-            assert!(text.contains(line), "missing {line} in\n{text}");
         }
     }
 }
