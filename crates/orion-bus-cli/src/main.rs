@@ -27,9 +27,10 @@ pub const EXIT_FAILED: u8 = 1;
 /// A contract-validated event bus on Redis Streams, wire-compatible with
 /// the ORION Python bus.
 ///
-/// Every setting below can also come from an ORION_BUS_* environment
-/// variable or from a TOML file (--config), in that order of precedence:
-/// flag, environment, file, default.
+/// Each subcommand lists the settings it uses in its --help; they go after
+/// the subcommand's name. Every setting can also come from an ORION_BUS_*
+/// environment variable or from a TOML file (--config), in that order of
+/// precedence: flag, environment, file, default.
 #[derive(Debug, Parser)]
 #[command(name = "orion-bus", version, max_term_width = 100)]
 struct Cli {
@@ -252,28 +253,86 @@ enum DlqAction {
     },
 }
 
-fn main() -> ExitCode {
-    let command = SETTINGS.iter().fold(Cli::command(), |cmd, spec| {
-        let mut help = spec.help.to_owned();
-        if let Some(default) = spec.default {
-            help.push_str(&format!(" [default: {default}]"));
-        }
-        let arg = Arg::new(spec.key)
-            .long(spec.flag())
-            .env(spec.env)
-            .hide_env_values(spec.key.contains("password"))
-            .value_name(spec.key.to_uppercase())
-            .help(help)
-            .global(true)
-            .help_heading("Settings");
-        // Switches (default false) also work bare: `--wait-for-name`.
-        cmd.arg(if spec.default == Some("false") {
-            arg.num_args(0..=1).default_missing_value("true")
-        } else {
-            arg
+/// The command line: [`Cli`], each subcommand with the settings it uses.
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .collect();
+    for name in names {
+        cmd = cmd.mut_subcommand(&name, |sub| {
+            let inner: Vec<String> = sub
+                .get_subcommands()
+                .map(|leaf| leaf.get_name().to_owned())
+                .collect();
+            if inner.is_empty() {
+                return with_settings(sub, &name);
+            }
+            inner.into_iter().fold(sub, |sub, leaf| {
+                let path = format!("{name} {leaf}");
+                sub.mut_subcommand(&leaf, |c| with_settings(c, &path))
+            })
+        });
+    }
+    cmd
+}
+
+/// `cmd` with a flag for each setting the subcommand at `path` uses.
+fn with_settings(cmd: clap::Command, path: &str) -> clap::Command {
+    SETTINGS
+        .iter()
+        .filter(|spec| spec.used_by(path))
+        .fold(cmd, |cmd, spec| {
+            let mut help = spec.help.to_owned();
+            if let Some(default) = spec.default {
+                help.push_str(&format!(" [default: {default}]"));
+            }
+            let arg = Arg::new(spec.key)
+                .long(spec.flag())
+                .env(spec.env)
+                .hide_env_values(spec.key.contains("password"))
+                .value_name(spec.key.to_uppercase())
+                .help(help)
+                .help_heading("Settings");
+            // Switches (default false) also work bare: `--wait-for-name`.
+            cmd.arg(if spec.default == Some("false") {
+                arg.num_args(0..=1).default_missing_value("true")
+            } else {
+                arg
+            })
         })
-    });
-    let matches = command.get_matches();
+}
+
+/// Exits on a command-line error; a setting's flag given where it does
+/// not apply (another subcommand's, or before the subcommand's name) gets
+/// a note naming the subcommands that take it.
+fn parse_error(e: &clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let _ = e.print();
+    if e.kind() == ErrorKind::UnknownArgument
+        && let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg)
+    {
+        let flag = arg.trim_start_matches('-');
+        let flag = flag.split('=').next().unwrap_or(flag);
+        if let Some(spec) = SETTINGS.iter().find(|s| s.flag() == flag) {
+            eprintln!(
+                "\nnote: --{flag} is a setting of: {}. Give it after one of those \
+                 subcommands' names. As {} or in the --config file it is accepted \
+                 by every subcommand, and ignored where unused.",
+                spec.used_by.join(", "),
+                spec.env
+            );
+        }
+    }
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE))
+}
+
+fn main() -> ExitCode {
+    let matches = match command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return parse_error(&e),
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -323,44 +382,34 @@ fn main() -> ExitCode {
     code
 }
 
-/// The settings given as flags or environment variables.
+/// The settings given as flags or environment variables. A setting the
+/// subcommand does not take as a flag is still read from its environment
+/// variable (as from the file): checked, and ignored where unused.
 fn given(matches: &ArgMatches) -> Given {
     let mut out = Given::new();
     for spec in SETTINGS {
-        let (Some(value), Some(source)) = (
-            find_value(matches, spec.key),
-            find_source(matches, spec.key),
-        ) else {
-            continue;
-        };
-        let source = match source {
-            ValueSource::CommandLine => Source::Flag,
-            ValueSource::EnvVariable => Source::Env,
-            _ => continue,
-        };
-        out.insert(spec.key, (value, source));
+        if let Some((value, source)) = find(matches, spec.key) {
+            let source = match source {
+                ValueSource::CommandLine => Source::Flag,
+                ValueSource::EnvVariable => Source::Env,
+                _ => continue,
+            };
+            out.insert(spec.key, (value, source));
+        } else if let Some(value) = std::env::var(spec.env).ok().filter(|v| !v.is_empty()) {
+            out.insert(spec.key, (value, Source::Env));
+        }
     }
     out
 }
 
-fn find_value(matches: &ArgMatches, key: &str) -> Option<String> {
-    if let Ok(Some(v)) = matches.try_get_one::<String>(key) {
-        return Some(v.clone());
+/// The value of setting `key` and where clap found it, from the
+/// (sub)command that defines it; `None` where none does or it is unset.
+fn find(matches: &ArgMatches, key: &str) -> Option<(String, ValueSource)> {
+    if matches.ids().any(|id| id.as_str() == key) {
+        let value = matches.get_one::<String>(key)?.clone();
+        return Some((value, matches.value_source(key)?));
     }
-    matches
-        .subcommand()
-        .and_then(|(_, sub)| find_value(sub, key))
-}
-
-fn find_source(matches: &ArgMatches, key: &str) -> Option<ValueSource> {
-    if let Some(source) = matches.value_source(key)
-        && source != ValueSource::DefaultValue
-    {
-        return Some(source);
-    }
-    matches
-        .subcommand()
-        .and_then(|(_, sub)| find_source(sub, key))
+    matches.subcommand().and_then(|(_, sub)| find(sub, key))
 }
 
 fn init_logging(settings: &Settings) {
@@ -383,5 +432,40 @@ fn init_logging(settings: &Settings) {
     match settings.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SETTINGS, command};
+    use crate::config::ALL;
+
+    /// The leaf subcommands' paths (`publish`, `dlq redrive`).
+    fn leaves(cmd: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in cmd.get_subcommands() {
+            let path = format!("{prefix}{}", sub.get_name());
+            if sub.has_subcommands() {
+                leaves(sub, &format!("{path} "), out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_setting_names_real_subcommands() {
+        let mut found = Vec::new();
+        leaves(&command(), "", &mut found);
+        found.sort();
+        let mut all: Vec<String> = ALL.iter().map(|s| (*s).to_owned()).collect();
+        all.sort();
+        assert_eq!(found, all, "config::ALL is not the list of subcommands");
+        for spec in SETTINGS {
+            assert!(!spec.used_by.is_empty(), "{} is used by nothing", spec.key);
+            for path in spec.used_by {
+                assert!(ALL.contains(path), "{}: no subcommand {path:?}", spec.key);
+            }
+        }
+        command().debug_assert();
     }
 }

@@ -20,6 +20,8 @@ use orion_bus::{
 };
 
 use resolver::{Resolver, read_file};
+#[cfg(test)]
+pub use table::ALL;
 pub use table::{SETTINGS, SettingSpec};
 
 mod resolver;
