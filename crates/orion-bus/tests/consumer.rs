@@ -451,18 +451,7 @@ async fn backpressure_stops_reading_at_the_in_flight_cap() {
         CancellationToken::new(),
     ));
     // With every handler blocked, exactly the in-flight cap is delivered.
-    assert!(
-        common::eventually(Duration::from_secs(5), || {
-            let mut raw = raw.clone();
-            async move {
-                common::pending_ids(&mut raw, "orion:commands", "g")
-                    .await
-                    .len()
-                    == 5
-            }
-        })
-        .await
-    );
+    common::wait_until_pending(&raw, "orion:commands", "g", 5).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         common::pending_ids(&mut raw, "orion:commands", "g")
@@ -670,7 +659,6 @@ async fn shutdown_stops_reading_and_drains_in_flight_work() {
 async fn a_blocking_reader_does_not_stall_publishing_on_the_same_bus() {
     let server = common::server();
     let bus = common::bus(&server).await;
-    let shutdown = CancellationToken::new();
     let seen: Seen = Arc::default();
     // A 30 s BLOCK on an empty stream: were the reader sharing the bus's
     // connection, every publish below would queue behind it.
@@ -683,7 +671,7 @@ async fn a_blocking_reader_does_not_stall_publishing_on_the_same_bus() {
     )
     .await
     .expect("consumer");
-    let task = tokio::spawn(consumer.run(recorder(&seen), shutdown.clone()));
+    let running = common::Running::spawn(consumer, recorder(&seen));
     tokio::time::sleep(Duration::from_millis(300)).await; // the reader is now blocked
     let started = Instant::now();
     for n in 0..20 {
@@ -707,8 +695,7 @@ async fn a_blocking_reader_does_not_stall_publishing_on_the_same_bus() {
         })
         .await
     );
-    shutdown.cancel();
-    let report = task.await.expect("join").expect("run");
+    let report = running.stop().await;
     assert_eq!(report.acked, 1);
 }
 

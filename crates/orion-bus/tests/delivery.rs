@@ -530,18 +530,7 @@ async fn entries_of_a_dead_consumer_are_claimed_by_a_live_one() {
         },
         CancellationToken::new(),
     ));
-    assert!(
-        common::eventually(Duration::from_secs(5), || {
-            let mut raw = raw.clone();
-            async move {
-                common::pending_ids(&mut raw, "orion:commands", "g")
-                    .await
-                    .len()
-                    == 6
-            }
-        })
-        .await
-    );
+    common::wait_until_pending(&raw, "orion:commands", "g", 6).await;
     dead_task.abort();
     let log: Log = Arc::default();
     let l = log.clone();

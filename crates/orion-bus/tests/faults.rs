@@ -17,6 +17,8 @@
 
 mod common;
 
+use common::Running;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,32 +87,6 @@ fn held_until(log: &Log, release: &CancellationToken) -> impl Handler {
             release.cancelled().await;
             Ok::<(), HandlerError>(())
         }
-    }
-}
-
-/// A consumer running in a task of its own.
-struct Running {
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<ConsumerReport, ConsumeError>>,
-}
-
-impl Running {
-    fn spawn<H: Handler>(consumer: Consumer, handler: H) -> Self {
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(consumer.run(handler, shutdown.clone()));
-        Self { shutdown, task }
-    }
-
-    /// Cancels it and waits for its drain.
-    async fn stop(self) -> ConsumerReport {
-        self.shutdown.cancel();
-        self.task.await.expect("join").expect("run")
-    }
-
-    /// Drops it without a drain, as a crash would.
-    async fn crash(self) {
-        self.task.abort();
-        let _ = self.task.await;
     }
 }
 

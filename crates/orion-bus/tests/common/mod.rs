@@ -1,12 +1,16 @@
 //! Shared helpers for the integration tests: a throwaway redis-server, a
 //! bus on it, raw Redis access for asserting what is on the wire, and the
-//! location of ORION's real contracts.
+//! location of ORION's real contracts, waiting on pending entries, and one
+//! way to start and stop a consumer.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use orion_bus::{Bus, BusOptions, ContractOptions, ContractRegistry, Metrics, RedisSettings};
+use orion_bus::{
+    Bus, BusOptions, CancellationToken, ConsumeError, Consumer, ConsumerReport, ContractOptions,
+    ContractRegistry, Handler, Metrics, RedisSettings,
+};
 use orion_bus_harness::RedisServer;
 use redis::aio::ConnectionManager;
 
@@ -128,6 +132,53 @@ pub async fn all_acked_within(
         async move { pending_ids(&mut raw, stream, group).await.is_empty() }
     })
     .await
+}
+
+/// Waits (up to 5 s) until exactly `n` entries are pending in `group` on
+/// `stream`; panics with what is pending if that does not happen.
+pub async fn wait_until_pending(conn: &ConnectionManager, stream: &str, group: &str, n: usize) {
+    let reached = eventually(Duration::from_secs(5), || {
+        let mut conn = conn.clone();
+        async move { pending_ids(&mut conn, stream, group).await.len() == n }
+    })
+    .await;
+    if !reached {
+        let mut conn = conn.clone();
+        let now = pending_ids(&mut conn, stream, group).await;
+        panic!(
+            "{group} on {stream}: {n} pending expected, {} are: {now:?}",
+            now.len()
+        );
+    }
+}
+
+/// A consumer running on its own task: the one way the tests start one.
+pub struct Running {
+    /// Cancelled by [`Running::stop`]; a handler may watch it.
+    pub shutdown: CancellationToken,
+    /// The consumer's task.
+    pub task: tokio::task::JoinHandle<Result<ConsumerReport, ConsumeError>>,
+}
+
+impl Running {
+    /// Runs `consumer` with `handler` until stopped.
+    pub fn spawn<H: Handler>(consumer: Consumer, handler: H) -> Self {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(consumer.run(handler, shutdown.clone()));
+        Self { shutdown, task }
+    }
+
+    /// Cancels it and waits for its drain.
+    pub async fn stop(self) -> ConsumerReport {
+        self.shutdown.cancel();
+        self.task.await.expect("join").expect("run")
+    }
+
+    /// Drops it without a drain, as a crash would.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
 }
 
 /// Polls `check` every 20 ms until it returns true or `timeout` passes.
