@@ -1131,7 +1131,7 @@ async fn the_observer_counts_trimming_losses_of_groups() {
             &w,
             ObserveFrom::Now,
             Duration::from_secs(60),
-            Duration::from_secs(5),
+            Duration::from_millis(100),
             token,
         )
         .await

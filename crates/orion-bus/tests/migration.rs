@@ -30,7 +30,7 @@ async fn migration_walkthrough() {
                 &bus,
                 ObserveFrom::Beginning,
                 Duration::from_secs(60),
-                Duration::from_secs(5),
+                Duration::from_millis(100),
                 token,
             )
             .await

@@ -138,7 +138,7 @@ async fn start_observer(bus: &orion_bus::Bus) -> (CancellationToken, ObserverTas
             &bus,
             ObserveFrom::Now,
             Duration::from_secs(60),
-            Duration::from_secs(5),
+            Duration::from_millis(100),
             token,
         )
         .await

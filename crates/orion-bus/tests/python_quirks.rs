@@ -88,7 +88,7 @@ async fn each_python_quirk_is_counted_and_dead_lettered_under_its_own_reason() {
                 &bus,
                 ObserveFrom::Beginning,
                 Duration::from_secs(60),
-                Duration::from_secs(5),
+                Duration::from_millis(100),
                 token,
             )
             .await
