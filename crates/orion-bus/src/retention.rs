@@ -253,8 +253,9 @@ pub(crate) async fn check_loss(
     metrics: &Metrics,
     stream: &str,
     only_group: Option<&str>,
-) -> redis::RedisResult<StreamState> {
+) -> redis::RedisResult<LossCheck> {
     let state = StreamState::read(conn, stream).await?;
+    let mut counted = Vec::new();
     for group in &state.groups {
         if only_group.is_some_and(|g| g != group.name) {
             continue;
@@ -267,7 +268,9 @@ pub(crate) async fn check_loss(
             })
         } else {
             metrics.forget_removed_baseline(stream, &group.name);
-            match unread(conn, stream, &state, group).await? {
+            let n = unread(conn, stream, &state, group).await?;
+            counted.push((group.name.clone(), n));
+            match n {
                 Some(n) => state.lost_to(group, n),
                 None => continue,
             }
@@ -293,7 +296,31 @@ pub(crate) async fn check_loss(
             .emit(metrics);
         }
     }
-    Ok(state)
+    Ok(LossCheck {
+        state,
+        unread: counted,
+    })
+}
+
+/// What [`check_loss`] read: the stream's state, and for each group it
+/// counted them, the entries after that group's last-delivered id
+/// ([`unread`]'s answer).
+#[derive(Debug)]
+pub(crate) struct LossCheck {
+    /// `XINFO STREAM` and `XINFO GROUPS`.
+    pub state: StreamState,
+    /// (group, unread entries if few enough to count).
+    pub unread: Vec<(String, Option<u64>)>,
+}
+
+impl LossCheck {
+    /// The unread entries counted for `group`, if they were counted.
+    pub fn unread_of(&self, group: &str) -> Option<Option<u64>> {
+        self.unread
+            .iter()
+            .find(|(g, _)| g == group)
+            .map(|(_, n)| *n)
+    }
 }
 
 /// Safe trimming of one stream, then the hard cap, then loss detection.

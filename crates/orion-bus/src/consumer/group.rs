@@ -198,17 +198,21 @@ pub(super) async fn check_loss(shared: &Shared, conn: &mut ConnectionManager, id
     )
     .await
     {
-        Ok(state) => {
+        Ok(check) => {
+            let state = &check.state;
             if let Some(g) = state.groups.iter().find(|g| g.name == shared.group) {
                 source.note_delivered(&g.last_delivered);
                 // What is still in the stream, unread: counted when few
                 // (Redis's lag is unknown after an XDEL, and also counts
                 // entries already reported lost), else Redis's lag less
                 // what was reported lost.
-                let counted = match (
-                    g.entries_read,
-                    retention::unread(conn, &source.stream, &state, g).await,
-                ) {
+                // The loss check counted them already, unless the group has
+                // read nothing yet.
+                let unread = match check.unread_of(&shared.group) {
+                    Some(n) => Ok(n),
+                    None => retention::unread(conn, &source.stream, state, g).await,
+                };
+                let counted = match (g.entries_read, unread) {
                     (Some(_), Ok(Some(n))) => Some(n),
                     _ => g.lag.map(|lag| {
                         lag.saturating_sub(

@@ -76,7 +76,8 @@ return v
     )
 });
 
-/// Deletes the lease only if this process holds it.
+/// Deletes a hold (`KEYS[1]`) only if `ARGV[1]` still holds it: a name
+/// lease, or a consumer's hold on an idempotency key.
 static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
@@ -231,11 +232,21 @@ impl Lease {
 
     /// Gives the lease up, if this process still holds it.
     pub async fn release(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
-        RELEASE_SCRIPT
-            .key(&self.key)
-            .arg(&self.holder)
-            .invoke_async::<i64>(conn)
-            .await
-            .map(|_| ())
+        release_if_held(conn, &self.key, &self.holder).await
     }
+}
+
+/// Deletes `key` only if its value is still `holder` (after an expiry,
+/// someone else may hold it): for name leases and idempotency-key holds.
+pub(super) async fn release_if_held(
+    conn: &mut ConnectionManager,
+    key: &str,
+    holder: &str,
+) -> redis::RedisResult<()> {
+    RELEASE_SCRIPT
+        .key(key)
+        .arg(holder)
+        .invoke_async::<i64>(conn)
+        .await
+        .map(|_| ())
 }

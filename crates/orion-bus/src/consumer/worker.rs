@@ -8,8 +8,8 @@
 //! goes on.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -307,19 +307,6 @@ fn let_go(shared: &Shared, key: &str) {
     }
 }
 
-/// Deletes a hold only if this consumer still has it (after an expiry,
-/// another consumer may).
-static RELEASE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-",
-    )
-});
-
 /// Records the key as handled, for the configured TTL.
 ///
 /// Retried until Redis takes it (the worker is aborted when the shutdown
@@ -364,12 +351,7 @@ async fn mark_done(shared: &Shared, key: &str, stream: &str, id: &str) {
 async fn release_key(shared: &Shared, key: &str, stream: &str, id: &str) {
     let_go(shared, key);
     let mut conn = shared.conn.clone();
-    if let Err(e) = RELEASE_SCRIPT
-        .key(key)
-        .arg(&shared.consumer)
-        .invoke_async::<i64>(&mut conn)
-        .await
-    {
+    if let Err(e) = super::lease::release_if_held(&mut conn, key, &shared.consumer).await {
         // The hold expires after claim_idle anyway.
         RedisCommandFailed::warn(&e, "releasing an idempotency key failed")
             .stream(stream)
