@@ -542,6 +542,43 @@ async fn a_frozen_redis_does_not_make_a_live_consumers_entries_look_dead() {
 }
 
 #[tokio::test]
+async fn the_heartbeat_keeps_a_slow_handlers_entry_fresh_without_counting_a_delivery() {
+    let server = common::server();
+    let bus = common::bus(&server).await;
+    let mut raw = common::raw(&server).await;
+    let ids = publish_commands(&bus, 0, 1).await;
+    let log = Log::default();
+    let release = CancellationToken::new();
+    let owner = Consumer::new(&bus, fast("g", "owner"))
+        .await
+        .expect("owner");
+    let owner = Running::spawn(owner, held_until(&log, &release));
+    until_len(&log, 1, Duration::from_secs(5)).await;
+    tokio::time::sleep(CLAIM_IDLE * 4).await;
+    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg(COMMANDS)
+        .arg("g")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query_async(&mut raw)
+        .await
+        .expect("XPENDING");
+    let [(id, holder, idle, deliveries)] = rows.as_slice() else {
+        panic!("one pending entry: {rows:?}")
+    };
+    assert_eq!((id, holder.as_str()), (&ids[0], "owner"));
+    assert!(
+        Duration::from_millis(*idle) < CLAIM_IDLE,
+        "touched within claim_idle: idle {idle} ms"
+    );
+    assert_eq!(*deliveries, 1, "a touch is not a delivery");
+    release.cancel();
+    assert!(common::all_acked_within(&raw, COMMANDS, "g", Duration::from_secs(3)).await);
+    owner.stop().await;
+}
+
+#[tokio::test]
 async fn an_entry_deleted_under_a_live_slow_handler_is_left_to_it() {
     let server = common::server();
     let bus = common::bus(&server).await;

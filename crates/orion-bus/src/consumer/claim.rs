@@ -70,15 +70,17 @@ pub(super) async fn xpending(
 /// still pending, idle for at least its own minimum, held by `ARGV[3]`
 /// (when not empty) and still in the stream. Entries deleted from the
 /// stream are not claimed (Redis 7's `XCLAIM` would drop them from the
-/// pending list) but returned as gone, to be dead-lettered. `KEYS`: the
-/// stream. `ARGV`: the group, this consumer, the required owner, then
+/// pending list) but returned as gone, to be dead-lettered. With `ARGV[4]`
+/// set, the `XCLAIM` is `JUSTID`: only the idle time is reset, no delivery
+/// is counted (the heartbeat's touch). `KEYS`: the stream. `ARGV`: the
+/// group, this consumer, the required owner, the `JUSTID` flag, then
 /// `id, min idle ms` pairs. Returns `{XCLAIM reply, gone ids}`.
 static CLAIM_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
 local take = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}
 local gone = {}
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
   if #p == 1 and p[1][3] >= tonumber(ARGV[i + 1]) and (ARGV[3] == '' or p[1][2] == ARGV[3]) then
@@ -91,6 +93,7 @@ for i = 4, #ARGV, 2 do
 end
 local claimed = {}
 if #take > 5 then
+  if ARGV[4] ~= '' then take[#take + 1] = 'JUSTID' end
   claimed = redis.call(unpack(take))
 end
 return {claimed, gone}
@@ -121,7 +124,8 @@ async fn claim(
     let mut call = CLAIM_SCRIPT.key(stream);
     call.arg(&shared.group)
         .arg(&shared.consumer)
-        .arg(owner.unwrap_or(""));
+        .arg(owner.unwrap_or(""))
+        .arg("");
     for (id, min_idle) in rows {
         call.arg(*id).arg(millis(*min_idle));
     }
@@ -132,6 +136,25 @@ async fn claim(
     })?;
     entries.extend(gone.into_iter().map(|id| RawEntry { id, fields: None }));
     Ok(entries)
+}
+
+/// Resets the idle time of `ids` (`XCLAIM ... JUSTID`, not a delivery)
+/// where they are still pending on `consumer` and still in `stream`;
+/// returns the ids found deleted, left pending untouched.
+pub(super) async fn touch(
+    conn: &mut ConnectionManager,
+    stream: &str,
+    group: &str,
+    consumer: &str,
+    ids: &[&str],
+) -> redis::RedisResult<Vec<String>> {
+    let mut call = CLAIM_SCRIPT.key(stream);
+    call.arg(group).arg(consumer).arg(consumer).arg("1");
+    for id in ids {
+        call.arg(*id).arg(0);
+    }
+    let (_, gone): (redis::Value, Vec<String>) = call.invoke_async(conn).await?;
+    Ok(gone)
 }
 
 fn millis(d: Duration) -> u64 {

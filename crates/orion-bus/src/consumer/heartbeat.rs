@@ -8,10 +8,10 @@
 //! lease TTL it renews the consumer-name lease. A live consumer's
 //! entries therefore never look dead, however long a handler runs.
 //!
-//! The idle reset is a script that touches (`XCLAIM ... JUSTID`, which is
-//! not a delivery) only entries that are still pending on this consumer
-//! and still in the stream: it never takes back an entry another consumer
-//! claimed, and never makes Redis drop a deleted entry from the pending
+//! The idle reset is the claim script in its `JUSTID` form (`claim::touch`),
+//! which touches (not a delivery) only entries still pending on this
+//! consumer and still in the stream: it never takes back an entry another
+//! consumer claimed, and never makes Redis drop a deleted entry from the pending
 //! list (Redis 7's `XCLAIM` does), so such an entry can still end in the
 //! dead-letter stream.
 
@@ -25,34 +25,6 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::lease::Renewal;
 use crate::backoff::Backoff;
-
-/// Resets the idle time of the given entries that are still pending on
-/// this consumer and still in the stream. `KEYS`: the stream. `ARGV`: the
-/// group, the consumer, then the ids. Returns the ids found deleted.
-static TOUCH_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r"
-local keep = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], '0'}
-local gone = {}
-for i = 3, #ARGV do
-  local id = ARGV[i]
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
-  if #p == 1 and p[1][2] == ARGV[2] then
-    if #redis.call('XRANGE', KEYS[1], id, id) == 1 then
-      keep[#keep + 1] = id
-    else
-      gone[#gone + 1] = id
-    end
-  end
-end
-if #keep > 5 then
-  keep[#keep + 1] = 'JUSTID'
-  redis.call(unpack(keep))
-end
-return gone
-",
-    )
-});
 
 /// Extends each hold on an idempotency key that this consumer still has.
 /// `KEYS`: the keys. `ARGV`: the consumer, the hold in milliseconds.
@@ -230,13 +202,9 @@ async fn beat(shared: &Shared, conn: &mut ConnectionManager) {
             .map(|(_, id)| id.as_str())
             .collect();
         for chunk in ids.chunks(128) {
-            let result: redis::RedisResult<Vec<String>> = TOUCH_SCRIPT
-                .key(&*source.stream)
-                .arg(&shared.group)
-                .arg(&shared.consumer)
-                .arg(chunk)
-                .invoke_async(conn)
-                .await;
+            let result =
+                super::claim::touch(conn, &source.stream, &shared.group, &shared.consumer, chunk)
+                    .await;
             match result {
                 Ok(gone) => {
                     for id in gone {
