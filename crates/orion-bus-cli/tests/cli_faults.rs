@@ -9,7 +9,7 @@ mod common;
 use common::*;
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,6 @@ use orion_bus_harness::RedisServer;
 /// Publishes `command` samples `from..from + n` with `orion-bus publish`;
 /// returns their ids.
 fn publish(server: &RedisServer, from: u64, n: u64) -> Vec<String> {
-    use std::io::Write;
     let input: String = (from..from + n)
         .map(|k| {
             orion_bus_examples::sample("command", k)
@@ -27,20 +26,7 @@ fn publish(server: &RedisServer, from: u64, n: u64) -> Vec<String> {
                 + "\n"
         })
         .collect();
-    let mut child = cmd(server)
-        .args(["publish", "command"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn publish");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out: Output = child.wait_with_output().expect("publish");
+    let out = run(cmd(server).args(["publish", "command"]), &input);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let ids: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
     assert_eq!(ids.len(), n as usize);
@@ -306,14 +292,6 @@ fn consume_restarted_with_two_own_pending_entries_handles_them_then_new_ones() {
 // 10. consume of an existing group starts at maxmemory.
 // ---------------------------------------------------------------------
 
-fn used_memory(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("memory").query(conn).expect("INFO");
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory")
-}
-
 fn config_set(conn: &mut redis::Connection, key: &str, value: String) {
     redis::cmd("CONFIG")
         .arg("SET")
@@ -331,7 +309,7 @@ fn fill_to_maxmemory(server: &RedisServer) {
         .get_connection()
         .expect("connection");
     config_set(&mut conn, "maxmemory-policy", "noeviction".to_owned());
-    let used = used_memory(&mut conn);
+    let used = used_memory(server);
     config_set(&mut conn, "maxmemory", (used + 1024 * 1024).to_string());
     let value = vec![b'x'; 1024];
     let full = (0..100_000).any(|n| {
@@ -346,7 +324,7 @@ fn fill_to_maxmemory(server: &RedisServer) {
         }
     });
     assert!(full, "Redis never reached maxmemory");
-    let used = used_memory(&mut conn);
+    let used = used_memory(server);
     config_set(&mut conn, "maxmemory", (used - 64 * 1024).to_string());
     let refused = redis::cmd("SET")
         .arg("probe")

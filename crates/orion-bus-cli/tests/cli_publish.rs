@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 
-use std::io::Write;
 use std::process::Stdio;
 
 use orion_bus_harness::RedisServer;
@@ -23,25 +22,8 @@ fn ndjson(from: u64, n: u64) -> String {
 }
 
 fn publish(server: &RedisServer, input: &str) -> (Option<i32>, String, String) {
-    let mut child = cmd(server)
-        .args(["publish", "sensor.reading"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("publish");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = run(cmd(server).args(["publish", "sensor.reading"]), input);
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
 #[test]
@@ -50,24 +32,7 @@ fn a_batch_refused_at_maxmemory_prints_no_id_writes_nothing_and_says_so_in_one_l
     let (code, out, err) = publish(&server, &ndjson(0, 10));
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.lines().count(), 10);
-    let used: u64 = redis_cli(&server, &["INFO", "memory"])
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory");
-    redis_cli(
-        &server,
-        &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
-    );
-    redis_cli(
-        &server,
-        &[
-            "CONFIG",
-            "SET",
-            "maxmemory",
-            &(used + 64 * 1024).to_string(),
-        ],
-    );
+    limit_memory(&server, 64 * 1024);
     // 500 messages (one transaction) cannot be queued in 64 KiB.
     let (code, out, err) = publish(&server, &ndjson(100, 500));
     assert_eq!(code, Some(1), "{err}");
@@ -88,24 +53,7 @@ fn a_batch_refused_at_maxmemory_prints_no_id_writes_nothing_and_says_so_in_one_l
 fn a_large_input_stops_at_the_refused_transaction_and_prints_only_what_was_written() {
     let server = RedisServer::start().expect("redis");
     // Room for about the first transaction of 1,000, not for the second.
-    let used: u64 = redis_cli(&server, &["INFO", "memory"])
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory");
-    redis_cli(
-        &server,
-        &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
-    );
-    redis_cli(
-        &server,
-        &[
-            "CONFIG",
-            "SET",
-            "maxmemory",
-            &(used + 900 * 1024).to_string(),
-        ],
-    );
+    limit_memory(&server, 900 * 1024);
     let (code, out, err) = publish(&server, &ndjson(0, 5000));
     assert_eq!(code, Some(1), "{err}");
     let printed = out.lines().count();

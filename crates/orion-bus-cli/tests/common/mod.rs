@@ -91,3 +91,23 @@ pub fn terminate(pid: u32) {
         .expect("kill");
     assert!(status.success());
 }
+
+/// `used_memory` from `INFO memory`, in bytes.
+pub fn used_memory(server: &RedisServer) -> u64 {
+    redis_cli(server, &["INFO", "memory"])
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory")
+}
+
+/// `maxmemory` at `headroom` bytes above what `server` uses now, with
+/// `noeviction`: writes beyond that are refused with `OOM`.
+pub fn limit_memory(server: &RedisServer, headroom: u64) {
+    let used = used_memory(server);
+    redis_cli(server, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    redis_cli(
+        server,
+        &["CONFIG", "SET", "maxmemory", &(used + headroom).to_string()],
+    );
+}
